@@ -1,0 +1,1 @@
+//! Text ⇄ resources: YAML and JSON, multi-document files, `kind: List` and `kind: <Kind>List`.

@@ -1,0 +1,1 @@
+//! Naming rules: WorkloadEndpoint names, `cali` interface names, VTEP MAC addresses.

@@ -1,0 +1,1 @@
+//! Calico's label selector language: parser, evaluator, canonical printer.
