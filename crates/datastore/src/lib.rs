@@ -20,6 +20,8 @@ pub mod etcd;
 pub mod keys;
 pub mod resources;
 pub mod syncer;
+#[cfg(feature = "test-util")]
+pub mod testutil;
 
 pub use config::DatastoreConfig;
 pub use error::{Error, Result};
