@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and rewrites their sections of docs/benchmarks.md (between
+# <!-- bench:NAME --> markers), recording the command and the machine.
+#   scripts/bench.sh [NAME...]     NAME ∈ datastore (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(datastore)
+
+machine() {
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
+       "$(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), $(date -u +%Y-%m-%d)."
+}
+
+splice() { # name file
+  python3 - "$1" "$2" <<'PY'
+import sys, re, pathlib
+name, body = sys.argv[1], pathlib.Path(sys.argv[2]).read_text()
+doc = pathlib.Path("docs/benchmarks.md")
+text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+block = f"{start}\n{body.rstrip()}\n{end}"
+if start in text:
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
+else:
+    text = text.rstrip() + "\n\n" + block + "\n"
+doc.write_text(text)
+PY
+}
+
+for n in "${names[@]}"; do
+  out=$(mktemp)
+  case "$n" in
+    datastore)
+      cmd="cargo bench -p calico-datastore --features test-util --bench datastore -- --ops 2000"
+      BENCH_OUT="$out.table" $cmd
+      { echo "Command: \`$cmd\` (or \`make bench\`)."; echo; machine; echo; cat "$out.table"; } > "$out"
+      ;;
+    *) echo "unknown benchmark $n" >&2; exit 2 ;;
+  esac
+  splice "$n" "$out"
+  rm -f "$out" "$out.table"
+done
+echo "docs/benchmarks.md updated"
