@@ -84,21 +84,8 @@ impl ResourceStore {
     }
 
     /// Defaults, namespace and validation: the checks every write makes before touching the store.
-    pub fn prepare(&self, mut r: Resource) -> Result<Resource, StoreError> {
-        let kind = r.kind();
-        if kind.namespaced() && r.namespace().is_none() {
-            r.metadata_mut().namespace = Some("default".into());
-        }
-        if !kind.namespaced() {
-            r.metadata_mut().namespace = None;
-        }
-        r.apply_defaults();
-        r.validate().map_err(|errors| StoreError::Invalid {
-            kind,
-            name: display_name(r.namespace(), r.name()),
-            errors,
-        })?;
-        Ok(r)
+    pub fn prepare(&self, r: Resource) -> Result<Resource, StoreError> {
+        prepare(r)
     }
 
     pub async fn get(&self, kind: Kind, ns: Option<&str>, name: &str) -> Result<Resource, StoreError> {
@@ -111,13 +98,23 @@ impl ResourceStore {
 
     /// All resources of `kind`; for namespaced kinds, in `ns` or (None) in every namespace.
     pub async fn list(&self, kind: Kind, ns: Option<&str>) -> Result<Vec<Resource>, StoreError> {
+        Ok(self.list_with_revision(kind, ns).await?.0)
+    }
+
+    /// Like `list`, plus the store revision the listing reflects (a list's resourceVersion).
+    pub async fn list_with_revision(
+        &self,
+        kind: Kind,
+        ns: Option<&str>,
+    ) -> Result<(Vec<Resource>, Revision), StoreError> {
         let listing = self.ds.list(&keys::resource_prefix(kind, ns)).await?;
-        listing
+        let items = listing
             .kvs
             .iter()
             .filter(|kv| keys::parse_resource_key(&kv.key).is_some_and(|(k, _, _)| k == kind))
             .map(|kv| Self::decode(kind, kv))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((items, listing.revision))
     }
 
     /// Creates a resource; fails if it exists. Sets uid and creationTimestamp.
@@ -231,6 +228,25 @@ impl ResourceStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Defaults, namespace and validation without a store (what `ResourceStore::prepare` does), for
+/// callers that check input before connecting (e.g. `calicoctl validate`).
+pub fn prepare(mut r: Resource) -> Result<Resource, StoreError> {
+    let kind = r.kind();
+    if kind.namespaced() && r.namespace().is_none() {
+        r.metadata_mut().namespace = Some("default".into());
+    }
+    if !kind.namespaced() {
+        r.metadata_mut().namespace = None;
+    }
+    r.apply_defaults();
+    r.validate().map_err(|errors| StoreError::Invalid {
+        kind,
+        name: display_name(r.namespace(), r.name()),
+        errors,
+    })?;
+    Ok(r)
 }
 
 /// A random RFC 4122 version-4 UUID string.
