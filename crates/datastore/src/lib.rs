@@ -118,7 +118,7 @@ pub trait Datastore: Send + Sync {
 pub async fn connect(config: &DatastoreConfig) -> Result<Arc<dyn Datastore>> {
     match config {
         // SCAFFOLD: the backends return their own errors until they implement `Datastore`.
-        DatastoreConfig::Etcd(c) => etcd::EtcdDatastore::connect(c).await.map(|_| unreachable_backend()),
+        DatastoreConfig::Etcd(c) => Ok(Arc::new(etcd::EtcdDatastore::connect(c).await?)),
         DatastoreConfig::Embedded(c) => embedded::EmbeddedDatastore::open(c).map(|_| unreachable_backend()),
         DatastoreConfig::Kubernetes => Err(Error::Unsupported(
             "DATASTORE_TYPE=kubernetes is not implemented yet; use etcdv3 or embedded".into(),
