@@ -2,6 +2,7 @@
 //!
 //! `k == "v"` with double quotes unless the value contains `"` (then single quotes), sets sorted
 //! as `k in {"a", "b"}`, every `&&`/`||` chain wrapped in parentheses, `!` glued to its operand.
+//! One deliberate difference: a negated negation prints as `!(!x)`, not upstream's `!!x`.
 //! Printing any tree the parser produces and parsing the text again yields the same tree. A
 //! hand-built tree whose value holds both quote characters, or whose label is not a valid label
 //! key, has no textual form; such text will not parse.
@@ -58,6 +59,9 @@ impl fmt::Display for Expr {
                 }
                 f.write_char('}')
             }
+            // Upstream prints `!!x` here, which parses back as `x` (a run of `!` collapses);
+            // the parentheses keep the tree, and the meaning is the same either way.
+            Expr::Not(inner) if matches!(**inner, Expr::Not(_)) => write!(f, "!({inner})"),
             Expr::Not(inner) => write!(f, "!{inner}"),
             Expr::And(terms) => chain(f, terms, " && "),
             Expr::Or(terms) => chain(f, terms, " || "),
