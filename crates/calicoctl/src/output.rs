@@ -1,0 +1,122 @@
+//! `get -o yaml|json|name`: upstream's shapes around the codec's per-resource encodings.
+//!
+//! Upstream prints one named resource as itself, several named resources as a sequence, and a
+//! listing (`get KIND` without names) as a `<Kind>List` object carrying the listing's revision.
+//! YAML keys are sorted (upstream goes through sigs.k8s.io/yaml); JSON follows Go's struct
+//! order (`kind`, `apiVersion`, `metadata`, `items`), escapes `<`, `>` and `&` as Go's encoder
+//! does, and ends without a newline, exactly like upstream's printer.
+
+use crate::codec;
+use calico_api::{API_VERSION, Kind, Resource};
+
+/// What `get` found.
+pub enum Found {
+    /// Resources asked for by name (or from a file).
+    Named(Vec<Resource>),
+    /// Everything of one kind, as of `revision`.
+    Listing {
+        kind: Kind,
+        items: Vec<Resource>,
+        revision: Option<i64>,
+    },
+}
+
+pub fn yaml(found: &Found) -> String {
+    match found {
+        Found::Named(rs) if rs.len() == 1 => codec::to_yaml(&rs[0]),
+        Found::Named(rs) => sequence(rs),
+        Found::Listing {
+            kind,
+            items,
+            revision,
+        } => {
+            let mut out = format!("apiVersion: {API_VERSION}\n");
+            if items.is_empty() {
+                out.push_str("items: []\n");
+            } else {
+                out.push_str("items:\n");
+                out.push_str(&sequence(items));
+            }
+            out.push_str(&format!("kind: {}List\nmetadata:", kind.name()));
+            match revision {
+                Some(r) => out.push_str(&format!("\n  resourceVersion: \"{r}\"\n")),
+                None => out.push_str(" {}\n"),
+            }
+            out
+        }
+    }
+}
+
+/// A YAML block sequence of resources, each item's lines indented under its `- `.
+fn sequence(rs: &[Resource]) -> String {
+    if rs.is_empty() {
+        return "[]\n".into();
+    }
+    let mut out = String::new();
+    for r in rs {
+        for (i, line) in codec::to_yaml(r).lines().enumerate() {
+            out.push_str(if i == 0 { "- " } else { "  " });
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub fn json(found: &Found) -> String {
+    let text = match found {
+        Found::Named(rs) if rs.len() == 1 => codec::to_json(&rs[0]),
+        Found::Named(rs) => array(rs, ""),
+        Found::Listing {
+            kind,
+            items,
+            revision,
+        } => {
+            let meta = match revision {
+                Some(r) => format!("{{\n    \"resourceVersion\": \"{r}\"\n  }}"),
+                None => "{}".into(),
+            };
+            format!(
+                "{{\n  \"kind\": \"{}List\",\n  \"apiVersion\": \"{API_VERSION}\",\n  \"metadata\": {meta},\n  \"items\": {}\n}}",
+                kind.name(),
+                array(items, "  ")
+            )
+        }
+    };
+    go_html_escape(&text)
+}
+
+/// A JSON array of resources laid out like Go's `MarshalIndent(v, indent, "  ")`.
+fn array(rs: &[Resource], indent: &str) -> String {
+    if rs.is_empty() {
+        return "[]".into();
+    }
+    let items: Vec<String> = rs
+        .iter()
+        .map(|r| {
+            let body = codec::to_json(r);
+            let inner = format!("{indent}  ");
+            let lines: Vec<String> = body.lines().map(|l| format!("{inner}{l}")).collect();
+            lines.join("\n")
+        })
+        .collect();
+    format!("[\n{}\n{indent}]", items.join(",\n"))
+}
+
+/// Go's encoding/json escapes these three inside strings; they never occur outside strings.
+fn go_html_escape(s: &str) -> String {
+    s.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// `-o name`: one `kind/name` per line (ours; upstream has no such format).
+pub fn names(found: &Found) -> String {
+    let rs = match found {
+        Found::Named(rs) => rs,
+        Found::Listing { items, .. } => items,
+    };
+    rs.iter()
+        .map(|r| format!("{}/{}\n", r.kind().name().to_ascii_lowercase(), r.name()))
+        .collect()
+}
