@@ -117,15 +117,10 @@ pub trait Datastore: Send + Sync {
 /// Connects to the backend the configuration names (the one factory for backends).
 pub async fn connect(config: &DatastoreConfig) -> Result<Arc<dyn Datastore>> {
     match config {
-        // SCAFFOLD: the backends return their own errors until they implement `Datastore`.
         DatastoreConfig::Etcd(c) => Ok(Arc::new(etcd::EtcdDatastore::connect(c).await?)),
-        DatastoreConfig::Embedded(c) => embedded::EmbeddedDatastore::open(c).map(|_| unreachable_backend()),
+        DatastoreConfig::Embedded(c) => Ok(Arc::new(embedded::EmbeddedDatastore::open(c)?)),
         DatastoreConfig::Kubernetes => Err(Error::Unsupported(
             "DATASTORE_TYPE=kubernetes is not implemented yet; use etcdv3 or embedded".into(),
         )),
     }
-}
-
-fn unreachable_backend() -> Arc<dyn Datastore> {
-    panic!("scaffold backend")
 }
