@@ -61,9 +61,18 @@ fn describe(cfg: &DatastoreConfig) -> String {
 /// A datastore error, with the how-to-configure hint when the store could not be reached.
 pub fn explain(e: &Error) -> String {
     match e {
+        // The backend's own message may already say how to fix it; don't say it twice.
+        Error::Unavailable { reason, .. } if mentions_config(reason) => e.to_string(),
+        Error::Config(msg) if mentions_config(msg) => e.to_string(),
         Error::Unavailable { .. } | Error::Config(_) => format!("{e}; {HOW_TO_CONFIGURE}"),
         other => other.to_string(),
     }
+}
+
+fn mentions_config(msg: &str) -> bool {
+    ["ETCD_ENDPOINTS", "EMBEDDED_DATASTORE_PATH", "calicoctl.cfg"]
+        .iter()
+        .any(|k| msg.contains(k))
 }
 
 /// A resource-store error in calicoctl's words.

@@ -34,6 +34,7 @@ pub async fn run(config: Option<&str>, client_only: bool) -> Outcome {
     let store = match client::connect(config).await {
         Ok(s) => s,
         Err(e) => {
+            let e = e.trim_start_matches("Failed to create Calico API client: ");
             return Outcome {
                 out,
                 err: Some(format!("unable to retrieve Cluster Version or Type: {e}")),
