@@ -404,3 +404,73 @@ fn unreachable_etcd_names_the_endpoint_quickly() {
         assert!(r.took.as_secs() < 5, "took {:?}", r.took);
     }
 }
+
+#[test]
+fn mixed_kinds_tables_and_namespaces() {
+    let ctl = Ctl::embedded();
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mixed.yaml");
+    assert_eq!(
+        ctl.apply(&f).ok().stdout,
+        "Successfully applied 5 resource(s)\n"
+    );
+    // Nodes without their own AS number inherit BGPConfiguration default's, shown in brackets.
+    assert_eq!(
+        ctl.run(&["get", "node", "-o", "wide"]).ok().stdout,
+        "NAME    ASN       IPV4             IPV6          \n\
+         node1   (65531)   10.10.10.11/24                 \n\
+         node2   65001     10.10.20.12/24   fd00::12/64   \n\n"
+    );
+    assert_eq!(
+        ctl.run(&["get", "bgpconfig"]).ok().stdout,
+        "NAME      LOGSEVERITY   MESHENABLED   ASNUMBER   \ndefault   Info          false         65531      \n\n"
+    );
+    assert_eq!(
+        ctl.run(&["get", "bgppeers"]).ok().stdout,
+        "NAME                       PEERIP          NODE       ASN     \n\
+         leaf2101-calico-master-1   192.168.100.1   master-1   65102   \n\n"
+    );
+    assert_eq!(
+        ctl.run(&["get", "wep", "-A"]).ok().stdout,
+        "NAMESPACE   WORKLOAD   NODE    NETWORKS        INTERFACE         \n\
+         demo        nginx      node1   10.244.1.5/32   cali0123456789a   \n\n"
+    );
+    // Without -n or -A only the default namespace is listed.
+    assert_eq!(
+        ctl.run(&["get", "workloadendpoints"]).ok().stdout,
+        "WORKLOAD   NODE   NETWORKS   INTERFACE   \n\n"
+    );
+    let r = ctl.run(&["get", "wep", "node1-k8s-nginx-eth0", "-A"]);
+    assert_eq!(
+        r.failed().stderr,
+        "cannot use --all-namespace flag for getting a single resource\n"
+    );
+    let y = ctl.run(&[
+        "get",
+        "wep",
+        "node1-k8s-nginx-eth0",
+        "-n",
+        "demo",
+        "-o",
+        "yaml",
+        "--export",
+    ]);
+    assert!(!y.ok().stdout.contains("resourceVersion"), "{}", y.stdout);
+    assert!(!y.stdout.contains("namespace:"), "{}", y.stdout);
+    // Deleting the namespaced one needs its namespace.
+    let r = ctl.run(&["delete", "wep", "node1-k8s-nginx-eth0"]);
+    assert!(
+        r.failed()
+            .stderr
+            .contains("WorkloadEndpoint(default/node1-k8s-nginx-eth0)"),
+        "{}",
+        r.stderr
+    );
+    ctl.run(&["delete", "wep", "node1-k8s-nginx-eth0", "-n", "demo"])
+        .ok();
+    assert_eq!(
+        ctl.run(&["delete", "-f", f.to_str().unwrap(), "-s"])
+            .ok()
+            .stdout,
+        "Successfully deleted 5 resource(s)\n"
+    );
+}

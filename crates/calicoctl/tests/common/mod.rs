@@ -70,6 +70,13 @@ impl Ctl {
         }
     }
 
+    /// Adds (or overrides) one environment variable for every run.
+    pub fn with_env(mut self, key: &str, value: &str) -> Ctl {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// Writes `text` to a file in the test's dir and returns its path.
     pub fn file(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
