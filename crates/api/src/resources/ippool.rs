@@ -16,13 +16,26 @@ resource_struct!(
 );
 
 /// `ipipMode` / `vxlanMode`. An empty string reads as `Never`, as upstream treats it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 pub enum EncapMode {
     #[default]
-    #[serde(alias = "")]
     Never,
     Always,
     CrossSubnet,
+}
+
+impl<'de> Deserialize<'de> for EncapMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "" | "Never" => Ok(EncapMode::Never),
+            "Always" => Ok(EncapMode::Always),
+            "CrossSubnet" => Ok(EncapMode::CrossSubnet),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown encapsulation mode {other:?}; use Never, Always or CrossSubnet"
+            ))),
+        }
+    }
 }
 
 impl EncapMode {
