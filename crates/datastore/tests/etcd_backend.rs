@@ -250,3 +250,22 @@ async fn compacted_watch_reports_both_revisions() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_of_big_values_shrinks_pages_until_they_decode() -> Result<()> {
+    // 150 × 1 MiB is more than one gRPC message may carry (128 MiB): the page size must drop.
+    let etcd = EtcdServer::start()?;
+    let ds = EtcdDatastore::connect(&etcd.config()).await?;
+    for i in 0..150u32 {
+        let v: Vec<u8> = (0..1024 * 1024u32).map(|j| (j ^ i) as u8).collect();
+        ds.create(&format!("/big/{i:03}"), v, None).await?;
+    }
+    let l = ds.list("/big/").await?;
+    assert_eq!(l.kvs.len(), 150);
+    for (i, kv) in l.kvs.iter().enumerate() {
+        assert_eq!(kv.key, format!("/big/{i:03}"));
+        assert_eq!(kv.value.len(), 1024 * 1024);
+        assert_eq!(kv.value[1], (1 ^ i) as u8);
+    }
+    Ok(())
+}
