@@ -107,3 +107,33 @@ async fn watch_survives_a_slow_consumer() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_create_a_fresh_file_together() -> anyhow::Result<()> {
+    // Several processes race to create the file, switch it to WAL and create the schema.
+    let _heavy = conformance::HEAVY.lock().await;
+    const PROCS: usize = 6;
+    const K: usize = 20;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("fresh/calico.db");
+    let config = DatastoreConfig::Embedded(EmbeddedConfig { path: path.clone() });
+    let child = conformance::child_test_name(module_path!());
+    let mut children = Vec::new();
+    for id in 0..PROCS {
+        children.push(conformance::spawn_child(
+            &config, "/", &child, "creator", id, K,
+        )?);
+    }
+    let mut revs = Vec::new();
+    for (id, c) in children.into_iter().enumerate() {
+        revs.extend(conformance::finish_child(c, format!("creator {id}")).await?);
+    }
+    revs.sort();
+    revs.dedup();
+    anyhow::ensure!(revs.len() == PROCS * K, "{} distinct revisions", revs.len());
+    let s = open(&path)?;
+    let l = s.list("/open/").await?;
+    anyhow::ensure!(l.kvs.len() == PROCS * K, "{} keys listed", l.kvs.len());
+    anyhow::ensure!(l.revision == (PROCS * K) as i64, "revision {}", l.revision);
+    Ok(())
+}

@@ -10,6 +10,7 @@
 //! SQLite work never runs on a tokio worker. Revisions come from the log's AUTOINCREMENT id, so
 //! they are strictly increasing across every process sharing the file.
 
+mod sql;
 mod store;
 mod watch;
 

@@ -27,7 +27,8 @@ mod multiprocess;
 
 pub use cases::*;
 pub use multiprocess::{
-    child_main, child_test_name, cross_process_watch_latency, multi_process_writers,
+    child_main, child_test_name, cross_process_watch_latency, finish_child, multi_process_writers,
+    spawn_child,
 };
 
 use anyhow::{Context, bail};

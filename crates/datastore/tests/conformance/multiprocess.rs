@@ -101,13 +101,23 @@ async fn child(role: &str) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        "creator" => {
+            for i in 0..count {
+                let rev = s
+                    .create(&format!("{prefix}open/{id}/{i}"), vec![1], None)
+                    .await?;
+                println!("REV {rev}");
+            }
+        }
         other => bail!("unknown role {other}"),
     }
     Ok(())
 }
 
-fn spawn_child(
-    f: &Fixture,
+/// Starts this test binary as a child in `role`, reaching the store through `config`.
+pub fn spawn_child(
+    config: &DatastoreConfig,
+    prefix: &str,
     child_test: &str,
     role: &str,
     id: usize,
@@ -134,9 +144,9 @@ fn spawn_child(
     ] {
         cmd.env_remove(k);
     }
-    cmd.envs(config_env(&f.config))
+    cmd.envs(config_env(config))
         .env(ROLE_ENV, role)
-        .env(PREFIX_ENV, &f.prefix)
+        .env(PREFIX_ENV, prefix)
         .env(ID_ENV, id.to_string())
         .env(COUNT_ENV, count.to_string())
         .stdout(Stdio::piped())
@@ -147,7 +157,7 @@ fn spawn_child(
 }
 
 /// Waits for a child; returns the revisions it reported.
-async fn finish_child(child: tokio::process::Child, what: String) -> anyhow::Result<Vec<i64>> {
+pub async fn finish_child(child: tokio::process::Child, what: String) -> anyhow::Result<Vec<i64>> {
     let out = tokio::time::timeout(CHILD_TIMEOUT, child.wait_with_output())
         .await
         .with_context(|| format!("{what} did not finish within {CHILD_TIMEOUT:?} (killed)"))??;
@@ -187,7 +197,9 @@ pub async fn multi_process_writers(f: Fixture, child_test: &str) -> anyhow::Resu
 
     let mut children = Vec::new();
     for id in 0..PROCS {
-        children.push(spawn_child(&f, child_test, "writer", id, K)?);
+        children.push(spawn_child(
+            &f.config, &f.prefix, child_test, "writer", id, K,
+        )?);
     }
     let results = futures::future::join_all(
         children
@@ -266,7 +278,7 @@ pub async fn cross_process_watch_latency(f: Fixture, child_test: &str) -> anyhow
     const WRITES: usize = 50;
     let s = &f.store;
     let mut rx = s.watch(&f.key("lat/"), s.revision().await? + 1).await?;
-    let child = spawn_child(&f, child_test, "ticker", 0, WRITES)?;
+    let child = spawn_child(&f.config, &f.prefix, child_test, "ticker", 0, WRITES)?;
     let mut lat = Vec::new();
     for i in 0..WRITES {
         let ev = next_event(&mut rx, &format!("timed write {i}")).await?;
