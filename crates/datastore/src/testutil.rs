@@ -533,6 +533,18 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_etcd_binary_says_how_to_install_it() {
+        let e = check_binary("calico-rs-no-such-etcd", "--version")
+            .map_err(HarnessError::EtcdMissing)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("etcd not found: run scripts/install-deps.sh"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn two_servers_get_distinct_ports() {
         let a = EtcdServer::start().unwrap();
         let b = EtcdServer::start().unwrap();

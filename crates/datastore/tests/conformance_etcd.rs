@@ -3,6 +3,8 @@
 //! checks never see another case's writes. The server is the case's guard: it is killed and its
 //! data dir removed when the case ends.
 
+// Some suite helpers only serve the embedded backend's extra tests.
+#[allow(unused_imports)]
 #[macro_use]
 mod conformance;
 

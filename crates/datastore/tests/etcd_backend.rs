@@ -269,3 +269,36 @@ async fn list_of_big_values_shrinks_pages_until_they_decode() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn username_and_password() -> Result<()> {
+    let etcd = EtcdServer::start()?;
+    etcd.etcdctl(&["user", "add", "root", "--new-user-password=s3cret"])?;
+    etcd.etcdctl(&["auth", "enable"])?;
+    let user = |p: &str| EtcdConfig {
+        username: Some("root".into()),
+        password: Some(p.into()),
+        ..etcd.config()
+    };
+    let ds = EtcdDatastore::connect(&user("s3cret")).await?;
+    ds.create("/auth/k", b"v".to_vec(), None).await?;
+    let err = EtcdDatastore::connect(&user("wrong"))
+        .await
+        .err()
+        .context("wrong password let in")?;
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Config(_)) && msg.contains("ETCD_PASSWORD"),
+        "{msg}"
+    );
+    let err = match EtcdDatastore::connect(&etcd.config()).await {
+        Ok(anon) => anon
+            .get("/auth/k")
+            .await
+            .err()
+            .context("anonymous read allowed")?,
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("ETCD_USERNAME"), "{err}");
+    Ok(())
+}

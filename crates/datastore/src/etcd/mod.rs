@@ -124,7 +124,7 @@ impl EtcdDatastore {
             etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_) => {
                 Error::Config(format!("etcd endpoints {}: {e}", endpoints.join(",")))
             }
-            e => target.unavailable(&chain(&e)),
+            e => map_err(&target, "authentication", e),
         })?;
         let ds = EtcdDatastore {
             kv: client.kv_client().max_decoding_message_size(MAX_DECODE),
@@ -207,20 +207,24 @@ fn tls_options(config: &EtcdConfig) -> Result<TlsOptions> {
     Ok(tls)
 }
 
-/// The source chain of an error on one line: tonic hides the useful part ("Connection
-/// refused", "invalid peer certificate") in sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
+/// An error and its sources on one line, without gRPC's debug noise: tonic hides the useful
+/// part ("Connection refused", "invalid peer certificate") in the sources.
+fn chain(e: &etcd_client::Error) -> String {
+    let (mut out, mut cur): (String, Option<&dyn std::error::Error>) = match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            (s.message().to_string(), std::error::Error::source(s))
+        }
+        other => (other.to_string(), std::error::Error::source(other)),
+    };
     while let Some(c) = cur {
         let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
+        if t != "transport error" && !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
         }
         cur = c.source();
     }
-    s
+    out
 }
 
 /// Where we connect and what to tell the user when it fails.
@@ -278,14 +282,11 @@ pub(crate) fn map_err(target: &Target, what: &str, e: etcd_client::Error) -> Err
                 {
                     target.unavailable(&chain(&e))
                 }
-                Code::Unauthenticated | Code::PermissionDenied => Error::Backend(format!(
-                    "etcd refused {what}: {msg}; check ETCD_USERNAME/ETCD_PASSWORD or the \
-                     client certificate"
+                _ if is_auth_failure(s.code(), msg) => Error::Config(format!(
+                    "etcd at {} refused {what}: {msg}; check ETCD_USERNAME and ETCD_PASSWORD \
+                     (etcdUsername/etcdPassword in calicoctl.cfg) or the client certificate",
+                    target.endpoints
                 )),
-                _ if msg.contains("required revision has been compacted") => Error::Compacted {
-                    requested: 0,
-                    compacted: 0,
-                },
                 _ => Error::Backend(format!("etcd {what}: {}", chain(&e))),
             }
         }
@@ -330,6 +331,20 @@ pub(crate) fn range_start(prefix: &str) -> Vec<u8> {
     } else {
         prefix.as_bytes().to_vec()
     }
+}
+
+fn is_auth_failure(code: tonic::Code, msg: &str) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+    ) || [
+        "authentication failed",
+        "user name is empty",
+        "permission denied",
+        "invalid auth",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
 }
 
 fn is_too_large(e: &etcd_client::Error) -> bool {
