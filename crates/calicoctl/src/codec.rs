@@ -1,57 +1,28 @@
 //! The one place calicoctl turns text into resources and resources into text.
 //!
-//! Parsing and the YAML/JSON encodings belong to `calico_api::codec`; this module only adapts
-//! them to calicoctl's messages, so switching encoders never touches the commands.
-//!
-//! TEMPORARY: until `calico_api::codec` lands, a minimal local decoder/encoder stands in.
+//! Parsing and the per-resource YAML/JSON encodings belong to `calico_api::codec`; this module
+//! only adapts them, so the commands never depend on the encoder's shape.
 
-use calico_api::{Kind, Resource};
-use serde_json::Value;
+use calico_api::Resource;
 
 /// Every resource in `text` (YAML or JSON; multi-document; `kind: List` / `kind: <Kind>List`
-/// and top-level sequences expanded), in document order.
+/// and top-level sequences expanded), in document order. Errors carry line and column.
 pub fn parse(text: &str) -> Result<Vec<Resource>, String> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for d in docs {
-        expand(d, &mut out)?;
-    }
-    Ok(out)
-}
-
-fn expand(d: Value, out: &mut Vec<Resource>) -> Result<(), String> {
-    match d {
-        Value::Null => Ok(()),
-        Value::Array(items) => items.into_iter().try_for_each(|i| expand(i, out)),
-        Value::Object(ref m) => {
-            let kind = m
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if kind == "List" || (kind.ends_with("List") && Kind::from_kind_field(&kind).is_none())
-            {
-                let items = m.get("items").cloned().unwrap_or(Value::Array(vec![]));
-                return expand(items, out);
-            }
-            let k = Kind::from_kind_field(&kind).ok_or_else(|| {
-                format!("unknown resource type ({kind}) and/or version (projectcalico.org/v3)")
-            })?;
-            let bytes = serde_json::to_vec(&d).map_err(|e| e.to_string())?;
-            out.push(Resource::from_json(k, &bytes).map_err(|e| e.to_string())?);
-            Ok(())
-        }
-        other => Err(format!("expected a resource, found {other}")),
-    }
+    calico_api::codec::parse_documents(text).map_err(|e| e.to_string())
 }
 
 /// One resource as a YAML document (keys sorted like upstream's output), ending in a newline.
 pub fn to_yaml(r: &Resource) -> String {
-    let v = serde_json::to_value(r).unwrap_or(Value::Null);
-    serde_saphyr::to_string(&v).unwrap_or_default()
+    let mut s = calico_api::codec::to_yaml(std::slice::from_ref(r));
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
 }
 
 /// One resource as indented JSON (two spaces, no trailing newline).
 pub fn to_json(r: &Resource) -> String {
-    serde_json::to_string_pretty(r).unwrap_or_default()
+    calico_api::codec::to_json(std::slice::from_ref(r))
+        .trim_end()
+        .to_string()
 }

@@ -209,6 +209,12 @@ async fn preflight(
     t: &Target,
     o: &Opts,
 ) -> Result<bool, Stop> {
+    if action == Action::Apply && t.kind == calico_api::Kind::ClusterInformation {
+        // calico-node owns it; upstream refuses apply the same way.
+        return Err(Stop::Resource(
+            "operation apply is not supported on ClusterInformation: resource is readonly".into(),
+        ));
+    }
     let current = client::bounded(store.get(t.kind, t.namespace.as_deref(), &t.name)).await;
     match (action, current) {
         (Action::Create, Ok(_)) if o.skip_exists => Ok(true),
