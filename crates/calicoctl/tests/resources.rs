@@ -474,3 +474,68 @@ fn mixed_kinds_tables_and_namespaces() {
         "Successfully deleted 5 resource(s)\n"
     );
 }
+
+#[test]
+fn config_file_custom_columns_and_get_from_file() {
+    // No datastore variables at all: everything comes from the CalicoAPIConfig file.
+    let ctl = Ctl::etcd("http://127.0.0.1:1")
+        .with_env("DATASTORE_TYPE", "")
+        .with_env("ETCD_ENDPOINTS", "");
+    let db = ctl.dir.path().join("from-config.db");
+    let cfg = ctl.file(
+        "calicoctl.cfg",
+        &format!(
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata:\nspec:\n  datastoreType: embedded\n  embeddedDatastorePath: {}\n",
+            db.display()
+        ),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let pool_file = ctl.file("pool.yaml", SEED_POOL);
+    let r = ctl.run(&["apply", "-f", pool_file.to_str().unwrap(), "--config", cfg]);
+    assert_eq!(
+        r.ok().stdout,
+        "Successfully applied 1 'IPPool' resource(s)\n"
+    );
+    assert!(
+        db.exists(),
+        "the config file's embeddedDatastorePath was not used"
+    );
+    let r = ctl.run(&[
+        "get",
+        "ippool",
+        "-c",
+        cfg,
+        "-o",
+        "custom-columns=NAME,NAT,VXLANMODE",
+    ]);
+    assert_eq!(
+        r.ok().stdout,
+        "NAME                  NAT    VXLANMODE     \ndefault-ipv4-ippool   true   CrossSubnet   \n\n"
+    );
+    let r = ctl.run(&[
+        "get",
+        "-f",
+        pool_file.to_str().unwrap(),
+        "-c",
+        cfg,
+        "-o",
+        "name",
+    ]);
+    assert_eq!(r.ok().stdout, "ippool/default-ipv4-ippool\n");
+    let r = ctl.run(&["get", "ippool", "-c", "/nonexistent/calicoctl.cfg"]);
+    assert!(
+        r.failed()
+            .stderr
+            .contains("cannot read config file /nonexistent/calicoctl.cfg"),
+        "{}",
+        r.stderr
+    );
+    let r = ctl.run(&["get", "ippool", "-c", cfg, "-o", "custom-columns=NAME,FOO"]);
+    assert!(
+        r.failed()
+            .stderr
+            .starts_with("unknown heading FOO, valid values are: NAME, CIDR"),
+        "{}",
+        r.stderr
+    );
+}
