@@ -45,977 +45,193 @@ pub struct RouteTableRange {
     pub max: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FelixConfigurationSpec {
-    #[serde(
-        default,
-        rename = "useInternalDataplaneDriver",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub use_internal_dataplane_driver: Option<bool>,
-    #[serde(
-        default,
-        rename = "dataplaneDriver",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dataplane_driver: Option<String>,
-    #[serde(
-        default,
-        rename = "dataplaneWatchdogTimeout",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dataplane_watchdog_timeout: Option<String>,
-    #[serde(
-        default,
-        rename = "ipv6Support",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ipv6_support: Option<bool>,
-    #[serde(
-        default,
-        rename = "routeRefreshInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub route_refresh_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "interfaceRefreshInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub interface_refresh_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesRefreshInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_refresh_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesPostWriteCheckInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_post_write_check_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesLockFilePath",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_lock_file_path: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesLockTimeout",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_lock_timeout: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesLockProbeInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_lock_probe_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "featureDetectOverride",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub feature_detect_override: Option<String>,
-    #[serde(
-        default,
-        rename = "featureGates",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub feature_gates: Option<String>,
-    #[serde(
-        default,
-        rename = "ipsetsRefreshInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ipsets_refresh_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "maxIpsetSize",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_ipset_size: Option<i64>,
-    #[serde(
-        default,
-        rename = "iptablesBackend",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_backend: Option<String>,
-    #[serde(
-        default,
-        rename = "xdpRefreshInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub xdp_refresh_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "netlinkTimeout",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub netlink_timeout: Option<String>,
-    #[serde(
-        default,
-        rename = "metadataAddr",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub metadata_addr: Option<String>,
-    #[serde(
-        default,
-        rename = "metadataPort",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub metadata_port: Option<i64>,
-    #[serde(
-        default,
-        rename = "openstackRegion",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub openstack_region: Option<String>,
-    #[serde(
-        default,
-        rename = "interfacePrefix",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub interface_prefix: Option<String>,
-    #[serde(
-        default,
-        rename = "interfaceExclude",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub interface_exclude: Option<String>,
-    #[serde(
-        default,
-        rename = "chainInsertMode",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub chain_insert_mode: Option<String>,
-    #[serde(
-        default,
-        rename = "defaultEndpointToHostAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub default_endpoint_to_host_action: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesFilterAllowAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_filter_allow_action: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesMangleAllowAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_mangle_allow_action: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesFilterDenyAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_filter_deny_action: Option<String>,
-    #[serde(default, rename = "logPrefix", skip_serializing_if = "Option::is_none")]
-    pub log_prefix: Option<String>,
-    #[serde(
-        default,
-        rename = "logFilePath",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub log_file_path: Option<String>,
-    #[serde(
-        default,
-        rename = "logSeverityFile",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub log_severity_file: Option<String>,
-    #[serde(
-        default,
-        rename = "logSeverityScreen",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub log_severity_screen: Option<String>,
-    #[serde(
-        default,
-        rename = "logSeveritySys",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub log_severity_sys: Option<String>,
-    #[serde(
-        default,
-        rename = "logDebugFilenameRegex",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub log_debug_filename_regex: Option<String>,
-    #[serde(
-        default,
-        rename = "ipipEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ipip_enabled: Option<bool>,
-    #[serde(default, rename = "ipipMTU", skip_serializing_if = "Option::is_none")]
-    pub ipip_mtu: Option<i64>,
-    #[serde(
-        default,
-        rename = "vxlanEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub vxlan_enabled: Option<bool>,
-    #[serde(default, rename = "vxlanMTU", skip_serializing_if = "Option::is_none")]
-    pub vxlan_mtu: Option<i64>,
-    #[serde(
-        default,
-        rename = "vxlanMTUV6",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub vxlan_mtuv6: Option<i64>,
-    #[serde(default, rename = "vxlanPort", skip_serializing_if = "Option::is_none")]
-    pub vxlan_port: Option<i64>,
-    #[serde(default, rename = "vxlanVNI", skip_serializing_if = "Option::is_none")]
-    pub vxlan_vni: Option<i64>,
-    #[serde(
-        default,
-        rename = "allowVXLANPacketsFromWorkloads",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub allow_vxlan_packets_from_workloads: Option<bool>,
-    #[serde(
-        default,
-        rename = "allowIPIPPacketsFromWorkloads",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub allow_ipip_packets_from_workloads: Option<bool>,
-    #[serde(
-        default,
-        rename = "reportingInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub reporting_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "reportingTTL",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub reporting_ttl: Option<String>,
-    #[serde(
-        default,
-        rename = "endpointReportingEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub endpoint_reporting_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "endpointReportingDelay",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub endpoint_reporting_delay: Option<String>,
-    #[serde(
-        default,
-        rename = "endpointStatusPathPrefix",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub endpoint_status_path_prefix: Option<String>,
-    #[serde(
-        default,
-        rename = "iptablesMarkMask",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_mark_mask: Option<i64>,
-    #[serde(
-        default,
-        rename = "disableConntrackInvalidCheck",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub disable_conntrack_invalid_check: Option<bool>,
-    #[serde(
-        default,
-        rename = "healthEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub health_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "healthHost",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub health_host: Option<String>,
-    #[serde(
-        default,
-        rename = "healthPort",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub health_port: Option<i64>,
-    #[serde(
-        default,
-        rename = "healthTimeoutOverrides",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub health_timeout_overrides: Option<Vec<HealthTimeoutOverride>>,
-    #[serde(
-        default,
-        rename = "prometheusMetricsEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prometheus_metrics_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "prometheusMetricsHost",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prometheus_metrics_host: Option<String>,
-    #[serde(
-        default,
-        rename = "prometheusMetricsPort",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prometheus_metrics_port: Option<i64>,
-    #[serde(
-        default,
-        rename = "prometheusGoMetricsEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prometheus_go_metrics_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "prometheusProcessMetricsEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prometheus_process_metrics_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "prometheusWireGuardMetricsEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prometheus_wire_guard_metrics_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "failsafeInboundHostPorts",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub failsafe_inbound_host_ports: Option<Vec<ProtoPort>>,
-    #[serde(
-        default,
-        rename = "failsafeOutboundHostPorts",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub failsafe_outbound_host_ports: Option<Vec<ProtoPort>>,
-    #[serde(
-        default,
-        rename = "kubeNodePortRanges",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub kube_node_port_ranges: Option<Vec<Port>>,
-    #[serde(
-        default,
-        rename = "policySyncPathPrefix",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub policy_sync_path_prefix: Option<String>,
-    #[serde(
-        default,
-        rename = "usageReportingEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub usage_reporting_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "usageReportingInitialDelay",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub usage_reporting_initial_delay: Option<String>,
-    #[serde(
-        default,
-        rename = "usageReportingInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub usage_reporting_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "natPortRange",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nat_port_range: Option<Port>,
-    #[serde(
-        default,
-        rename = "natOutgoingAddress",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nat_outgoing_address: Option<String>,
-    #[serde(
-        default,
-        rename = "natOutgoingExclusions",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nat_outgoing_exclusions: Option<String>,
-    #[serde(
-        default,
-        rename = "deviceRouteSourceAddress",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub device_route_source_address: Option<String>,
-    #[serde(
-        default,
-        rename = "deviceRouteSourceAddressIPv6",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub device_route_source_address_ipv6: Option<String>,
-    #[serde(
-        default,
-        rename = "deviceRouteProtocol",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub device_route_protocol: Option<i64>,
-    #[serde(
-        default,
-        rename = "removeExternalRoutes",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remove_external_routes: Option<bool>,
-    #[serde(
-        default,
-        rename = "programClusterRoutes",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub program_cluster_routes: Option<String>,
-    #[serde(
-        default,
-        rename = "ipForwarding",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ip_forwarding: Option<String>,
-    #[serde(
-        default,
-        rename = "externalNodesList",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub external_nodes_list: Option<Vec<String>>,
-    #[serde(
-        default,
-        rename = "debugMemoryProfilePath",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub debug_memory_profile_path: Option<String>,
-    #[serde(
-        default,
-        rename = "debugDisableLogDropping",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub debug_disable_log_dropping: Option<bool>,
-    #[serde(
-        default,
-        rename = "debugSimulateCalcGraphHangAfter",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub debug_simulate_calc_graph_hang_after: Option<String>,
-    #[serde(
-        default,
-        rename = "debugSimulateDataplaneHangAfter",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub debug_simulate_dataplane_hang_after: Option<String>,
-    #[serde(
-        default,
-        rename = "debugSimulateDataplaneApplyDelay",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub debug_simulate_dataplane_apply_delay: Option<String>,
-    #[serde(default, rename = "debugHost", skip_serializing_if = "Option::is_none")]
-    pub debug_host: Option<String>,
-    #[serde(default, rename = "debugPort", skip_serializing_if = "Option::is_none")]
-    pub debug_port: Option<i64>,
-    #[serde(
-        default,
-        rename = "iptablesNATOutgoingInterfaceFilter",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iptables_nat_outgoing_interface_filter: Option<String>,
-    #[serde(
-        default,
-        rename = "sidecarAccelerationEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sidecar_acceleration_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "xdpEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub xdp_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "genericXDPEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub generic_xdp_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "nftablesMode",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nftables_mode: Option<String>,
-    #[serde(
-        default,
-        rename = "nftablesRefreshInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nftables_refresh_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "nftablesFilterAllowAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nftables_filter_allow_action: Option<String>,
-    #[serde(
-        default,
-        rename = "nftablesMangleAllowAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nftables_mangle_allow_action: Option<String>,
-    #[serde(
-        default,
-        rename = "nftablesFilterDenyAction",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nftables_filter_deny_action: Option<String>,
-    #[serde(
-        default,
-        rename = "nftablesMarkMask",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nftables_mark_mask: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "bpfDisableUnprivileged",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_disable_unprivileged: Option<bool>,
-    #[serde(
-        default,
-        rename = "bpfLogLevel",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_log_level: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfConntrackLogLevel",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_conntrack_log_level: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfConntrackMode",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_conntrack_mode: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfConntrackTimeouts",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_conntrack_timeouts: Option<serde_json::Value>,
-    #[serde(
-        default,
-        rename = "bpfLogFilters",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_log_filters: Option<BTreeMap<String, String>>,
-    #[serde(
-        default,
-        rename = "bpfCTLBLogFilter",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_ctlb_log_filter: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfDataIfacePattern",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_data_iface_pattern: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfL3IfacePattern",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_l3_iface_pattern: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfConnectTimeLoadBalancingEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_connect_time_load_balancing_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "bpfConnectTimeLoadBalancing",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_connect_time_load_balancing: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfHostNetworkedNATWithoutCTLB",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_host_networked_nat_without_ctlb: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfExternalServiceMode",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_external_service_mode: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfDSROptoutCIDRs",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_dsr_optout_cid_rs: Option<Vec<String>>,
-    #[serde(
-        default,
-        rename = "bpfExtToServiceConnmark",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_ext_to_service_connmark: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfKubeProxyIptablesCleanupEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_kube_proxy_iptables_cleanup_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "bpfKubeProxyMinSyncPeriod",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_kube_proxy_min_sync_period: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfKubeProxyEndpointSlicesEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_kube_proxy_endpoint_slices_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "bpfPSNATPorts",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_psnat_ports: Option<Port>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeNATFrontend",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_nat_frontend: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeNATBackend",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_nat_backend: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeNATAffinity",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_nat_affinity: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeRoute",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_route: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeConntrack",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_conntrack: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfMapSizePerCpuConntrack",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_per_cpu_conntrack: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeConntrackScaling",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_conntrack_scaling: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeConntrackCleanupQueue",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_conntrack_cleanup_queue: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeIPSets",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_ip_sets: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfMapSizeIfState",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_map_size_if_state: Option<i64>,
-    #[serde(
-        default,
-        rename = "bpfHostConntrackBypass",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_host_conntrack_bypass: Option<bool>,
-    #[serde(
-        default,
-        rename = "bpfEnforceRPF",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_enforce_rpf: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfPolicyDebugEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_policy_debug_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "bpfForceTrackPacketsFromIfaces",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_force_track_packets_from_ifaces: Option<Vec<String>>,
-    #[serde(
-        default,
-        rename = "bpfDisableGROForIfaces",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_disable_gro_for_ifaces: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfExcludeCIDRsFromNAT",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_exclude_cid_rs_from_nat: Option<Vec<String>>,
-    #[serde(
-        default,
-        rename = "bpfExportBufferSizeMB",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_export_buffer_size_mb: Option<i64>,
-    #[serde(
-        default,
-        rename = "cgroupV2Path",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cgroup_v2_path: Option<String>,
-    #[serde(
-        default,
-        rename = "flowLogsPolicyEvaluationMode",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub flow_logs_policy_evaluation_mode: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfRedirectToPeer",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_redirect_to_peer: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfAttachType",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_attach_type: Option<String>,
-    #[serde(
-        default,
-        rename = "flowLogsFlushInterval",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub flow_logs_flush_interval: Option<String>,
-    #[serde(
-        default,
-        rename = "flowLogsCollectorDebugTrace",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub flow_logs_collector_debug_trace: Option<bool>,
-    #[serde(
-        default,
-        rename = "flowLogsGoldmaneServer",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub flow_logs_goldmane_server: Option<String>,
-    #[serde(
-        default,
-        rename = "flowLogsLocalReporter",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub flow_logs_local_reporter: Option<String>,
-    #[serde(
-        default,
-        rename = "bpfProfiling",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpf_profiling: Option<String>,
-    #[serde(
-        default,
-        rename = "routeSource",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub route_source: Option<String>,
-    #[serde(
-        default,
-        rename = "routeTableRanges",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub route_table_ranges: Option<Vec<RouteTableRange>>,
-    #[serde(
-        default,
-        rename = "routeTableRange",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub route_table_range: Option<RouteTableRange>,
-    #[serde(
-        default,
-        rename = "routeSyncDisabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub route_sync_disabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "wireguardEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "wireguardEnabledV6",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_enabled_v6: Option<bool>,
-    #[serde(
-        default,
-        rename = "wireguardThreadingEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_threading_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "wireguardListeningPort",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_listening_port: Option<i64>,
-    #[serde(
-        default,
-        rename = "wireguardListeningPortV6",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_listening_port_v6: Option<i64>,
-    #[serde(
-        default,
-        rename = "wireguardRoutingRulePriority",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_routing_rule_priority: Option<i64>,
-    #[serde(
-        default,
-        rename = "wireguardInterfaceName",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_interface_name: Option<String>,
-    #[serde(
-        default,
-        rename = "wireguardInterfaceNameV6",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_interface_name_v6: Option<String>,
-    #[serde(
-        default,
-        rename = "wireguardMTU",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_mtu: Option<i64>,
-    #[serde(
-        default,
-        rename = "wireguardMTUV6",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_mtuv6: Option<i64>,
-    #[serde(
-        default,
-        rename = "wireguardHostEncryptionEnabled",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_host_encryption_enabled: Option<bool>,
-    #[serde(
-        default,
-        rename = "wireguardKeepAlive",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wireguard_keep_alive: Option<String>,
-    #[serde(
-        default,
-        rename = "awsSrcDstCheck",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub aws_src_dst_check: Option<String>,
-    #[serde(
-        default,
-        rename = "serviceLoopPrevention",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub service_loop_prevention: Option<String>,
-    #[serde(
-        default,
-        rename = "workloadSourceSpoofing",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub workload_source_spoofing: Option<String>,
-    #[serde(
-        default,
-        rename = "mtuIfacePattern",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mtu_iface_pattern: Option<String>,
-    #[serde(
-        default,
-        rename = "floatingIPs",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub floating_ips: Option<String>,
-    #[serde(
-        default,
-        rename = "windowsManageFirewallRules",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub windows_manage_firewall_rules: Option<String>,
-    #[serde(
-        default,
-        rename = "goGCThreshold",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub go_gc_threshold: Option<i64>,
-    #[serde(
-        default,
-        rename = "goMemoryLimitMB",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub go_memory_limit_mb: Option<i64>,
-    #[serde(
-        default,
-        rename = "goMaxProcs",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub go_max_procs: Option<i64>,
-    #[serde(
-        default,
-        rename = "requireMTUFile",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub require_mtu_file: Option<bool>,
+/// Declares the spec from upstream's field list: every field optional, absent ones not printed.
+macro_rules! felix_spec {
+    ($($json:literal $field:ident: $ty:ty,)*) => {
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct FelixConfigurationSpec {
+            $(
+                #[serde(default, rename = $json, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        impl FelixConfigurationSpec {
+            /// Upstream's field names, in upstream's order.
+            pub const FIELD_NAMES: &'static [&'static str] = &[$($json),*];
+        }
+    };
+}
+
+// Generated from upstream's FelixConfigurationSpec (api/pkg/apis/projectcalico/v3/felixconfig.go).
+felix_spec! {
+    "useInternalDataplaneDriver" use_internal_dataplane_driver: bool,
+    "dataplaneDriver" dataplane_driver: String,
+    "dataplaneWatchdogTimeout" dataplane_watchdog_timeout: String,
+    "ipv6Support" ipv6_support: bool,
+    "routeRefreshInterval" route_refresh_interval: String,
+    "interfaceRefreshInterval" interface_refresh_interval: String,
+    "iptablesRefreshInterval" iptables_refresh_interval: String,
+    "iptablesPostWriteCheckInterval" iptables_post_write_check_interval: String,
+    "iptablesLockFilePath" iptables_lock_file_path: String,
+    "iptablesLockTimeout" iptables_lock_timeout: String,
+    "iptablesLockProbeInterval" iptables_lock_probe_interval: String,
+    "featureDetectOverride" feature_detect_override: String,
+    "featureGates" feature_gates: String,
+    "ipsetsRefreshInterval" ipsets_refresh_interval: String,
+    "maxIpsetSize" max_ipset_size: i64,
+    "iptablesBackend" iptables_backend: String,
+    "xdpRefreshInterval" xdp_refresh_interval: String,
+    "netlinkTimeout" netlink_timeout: String,
+    "metadataAddr" metadata_addr: String,
+    "metadataPort" metadata_port: i64,
+    "openstackRegion" openstack_region: String,
+    "interfacePrefix" interface_prefix: String,
+    "interfaceExclude" interface_exclude: String,
+    "chainInsertMode" chain_insert_mode: String,
+    "defaultEndpointToHostAction" default_endpoint_to_host_action: String,
+    "iptablesFilterAllowAction" iptables_filter_allow_action: String,
+    "iptablesMangleAllowAction" iptables_mangle_allow_action: String,
+    "iptablesFilterDenyAction" iptables_filter_deny_action: String,
+    "logPrefix" log_prefix: String,
+    "logFilePath" log_file_path: String,
+    "logSeverityFile" log_severity_file: String,
+    "logSeverityScreen" log_severity_screen: String,
+    "logSeveritySys" log_severity_sys: String,
+    "logDebugFilenameRegex" log_debug_filename_regex: String,
+    "ipipEnabled" ipip_enabled: bool,
+    "ipipMTU" ipip_mtu: i64,
+    "vxlanEnabled" vxlan_enabled: bool,
+    "vxlanMTU" vxlan_mtu: i64,
+    "vxlanMTUV6" vxlan_mtuv6: i64,
+    "vxlanPort" vxlan_port: i64,
+    "vxlanVNI" vxlan_vni: i64,
+    "allowVXLANPacketsFromWorkloads" allow_vxlan_packets_from_workloads: bool,
+    "allowIPIPPacketsFromWorkloads" allow_ipip_packets_from_workloads: bool,
+    "reportingInterval" reporting_interval: String,
+    "reportingTTL" reporting_ttl: String,
+    "endpointReportingEnabled" endpoint_reporting_enabled: bool,
+    "endpointReportingDelay" endpoint_reporting_delay: String,
+    "endpointStatusPathPrefix" endpoint_status_path_prefix: String,
+    "iptablesMarkMask" iptables_mark_mask: i64,
+    "disableConntrackInvalidCheck" disable_conntrack_invalid_check: bool,
+    "healthEnabled" health_enabled: bool,
+    "healthHost" health_host: String,
+    "healthPort" health_port: i64,
+    "healthTimeoutOverrides" health_timeout_overrides: Vec<HealthTimeoutOverride>,
+    "prometheusMetricsEnabled" prometheus_metrics_enabled: bool,
+    "prometheusMetricsHost" prometheus_metrics_host: String,
+    "prometheusMetricsPort" prometheus_metrics_port: i64,
+    "prometheusGoMetricsEnabled" prometheus_go_metrics_enabled: bool,
+    "prometheusProcessMetricsEnabled" prometheus_process_metrics_enabled: bool,
+    "prometheusWireGuardMetricsEnabled" prometheus_wire_guard_metrics_enabled: bool,
+    "failsafeInboundHostPorts" failsafe_inbound_host_ports: Vec<ProtoPort>,
+    "failsafeOutboundHostPorts" failsafe_outbound_host_ports: Vec<ProtoPort>,
+    "kubeNodePortRanges" kube_node_port_ranges: Vec<Port>,
+    "policySyncPathPrefix" policy_sync_path_prefix: String,
+    "usageReportingEnabled" usage_reporting_enabled: bool,
+    "usageReportingInitialDelay" usage_reporting_initial_delay: String,
+    "usageReportingInterval" usage_reporting_interval: String,
+    "natPortRange" nat_port_range: Port,
+    "natOutgoingAddress" nat_outgoing_address: String,
+    "natOutgoingExclusions" nat_outgoing_exclusions: String,
+    "deviceRouteSourceAddress" device_route_source_address: String,
+    "deviceRouteSourceAddressIPv6" device_route_source_address_ipv6: String,
+    "deviceRouteProtocol" device_route_protocol: i64,
+    "removeExternalRoutes" remove_external_routes: bool,
+    "programClusterRoutes" program_cluster_routes: String,
+    "ipForwarding" ip_forwarding: String,
+    "externalNodesList" external_nodes_list: Vec<String>,
+    "debugMemoryProfilePath" debug_memory_profile_path: String,
+    "debugDisableLogDropping" debug_disable_log_dropping: bool,
+    "debugSimulateCalcGraphHangAfter" debug_simulate_calc_graph_hang_after: String,
+    "debugSimulateDataplaneHangAfter" debug_simulate_dataplane_hang_after: String,
+    "debugSimulateDataplaneApplyDelay" debug_simulate_dataplane_apply_delay: String,
+    "debugHost" debug_host: String,
+    "debugPort" debug_port: i64,
+    "iptablesNATOutgoingInterfaceFilter" iptables_nat_outgoing_interface_filter: String,
+    "sidecarAccelerationEnabled" sidecar_acceleration_enabled: bool,
+    "xdpEnabled" xdp_enabled: bool,
+    "genericXDPEnabled" generic_xdp_enabled: bool,
+    "nftablesMode" nftables_mode: String,
+    "nftablesRefreshInterval" nftables_refresh_interval: String,
+    "nftablesFilterAllowAction" nftables_filter_allow_action: String,
+    "nftablesMangleAllowAction" nftables_mangle_allow_action: String,
+    "nftablesFilterDenyAction" nftables_filter_deny_action: String,
+    "nftablesMarkMask" nftables_mark_mask: i64,
+    "bpfEnabled" bpf_enabled: bool,
+    "bpfDisableUnprivileged" bpf_disable_unprivileged: bool,
+    "bpfLogLevel" bpf_log_level: String,
+    "bpfConntrackLogLevel" bpf_conntrack_log_level: String,
+    "bpfConntrackMode" bpf_conntrack_mode: String,
+    "bpfConntrackTimeouts" bpf_conntrack_timeouts: serde_json::Value,
+    "bpfLogFilters" bpf_log_filters: BTreeMap<String, String>,
+    "bpfCTLBLogFilter" bpf_ctlb_log_filter: String,
+    "bpfDataIfacePattern" bpf_data_iface_pattern: String,
+    "bpfL3IfacePattern" bpf_l3_iface_pattern: String,
+    "bpfConnectTimeLoadBalancingEnabled" bpf_connect_time_load_balancing_enabled: bool,
+    "bpfConnectTimeLoadBalancing" bpf_connect_time_load_balancing: String,
+    "bpfHostNetworkedNATWithoutCTLB" bpf_host_networked_nat_without_ctlb: String,
+    "bpfExternalServiceMode" bpf_external_service_mode: String,
+    "bpfDSROptoutCIDRs" bpf_dsr_optout_cid_rs: Vec<String>,
+    "bpfExtToServiceConnmark" bpf_ext_to_service_connmark: i64,
+    "bpfKubeProxyIptablesCleanupEnabled" bpf_kube_proxy_iptables_cleanup_enabled: bool,
+    "bpfKubeProxyMinSyncPeriod" bpf_kube_proxy_min_sync_period: String,
+    "bpfKubeProxyEndpointSlicesEnabled" bpf_kube_proxy_endpoint_slices_enabled: bool,
+    "bpfPSNATPorts" bpf_psnat_ports: Port,
+    "bpfMapSizeNATFrontend" bpf_map_size_nat_frontend: i64,
+    "bpfMapSizeNATBackend" bpf_map_size_nat_backend: i64,
+    "bpfMapSizeNATAffinity" bpf_map_size_nat_affinity: i64,
+    "bpfMapSizeRoute" bpf_map_size_route: i64,
+    "bpfMapSizeConntrack" bpf_map_size_conntrack: i64,
+    "bpfMapSizePerCpuConntrack" bpf_map_size_per_cpu_conntrack: i64,
+    "bpfMapSizeConntrackScaling" bpf_map_size_conntrack_scaling: String,
+    "bpfMapSizeConntrackCleanupQueue" bpf_map_size_conntrack_cleanup_queue: i64,
+    "bpfMapSizeIPSets" bpf_map_size_ip_sets: i64,
+    "bpfMapSizeIfState" bpf_map_size_if_state: i64,
+    "bpfHostConntrackBypass" bpf_host_conntrack_bypass: bool,
+    "bpfEnforceRPF" bpf_enforce_rpf: String,
+    "bpfPolicyDebugEnabled" bpf_policy_debug_enabled: bool,
+    "bpfForceTrackPacketsFromIfaces" bpf_force_track_packets_from_ifaces: Vec<String>,
+    "bpfDisableGROForIfaces" bpf_disable_gro_for_ifaces: String,
+    "bpfExcludeCIDRsFromNAT" bpf_exclude_cid_rs_from_nat: Vec<String>,
+    "bpfExportBufferSizeMB" bpf_export_buffer_size_mb: i64,
+    "cgroupV2Path" cgroup_v2_path: String,
+    "flowLogsPolicyEvaluationMode" flow_logs_policy_evaluation_mode: String,
+    "bpfRedirectToPeer" bpf_redirect_to_peer: String,
+    "bpfAttachType" bpf_attach_type: String,
+    "flowLogsFlushInterval" flow_logs_flush_interval: String,
+    "flowLogsCollectorDebugTrace" flow_logs_collector_debug_trace: bool,
+    "flowLogsGoldmaneServer" flow_logs_goldmane_server: String,
+    "flowLogsLocalReporter" flow_logs_local_reporter: String,
+    "bpfProfiling" bpf_profiling: String,
+    "routeSource" route_source: String,
+    "routeTableRanges" route_table_ranges: Vec<RouteTableRange>,
+    "routeTableRange" route_table_range: RouteTableRange,
+    "routeSyncDisabled" route_sync_disabled: bool,
+    "wireguardEnabled" wireguard_enabled: bool,
+    "wireguardEnabledV6" wireguard_enabled_v6: bool,
+    "wireguardThreadingEnabled" wireguard_threading_enabled: bool,
+    "wireguardListeningPort" wireguard_listening_port: i64,
+    "wireguardListeningPortV6" wireguard_listening_port_v6: i64,
+    "wireguardRoutingRulePriority" wireguard_routing_rule_priority: i64,
+    "wireguardInterfaceName" wireguard_interface_name: String,
+    "wireguardInterfaceNameV6" wireguard_interface_name_v6: String,
+    "wireguardMTU" wireguard_mtu: i64,
+    "wireguardMTUV6" wireguard_mtuv6: i64,
+    "wireguardHostEncryptionEnabled" wireguard_host_encryption_enabled: bool,
+    "wireguardKeepAlive" wireguard_keep_alive: String,
+    "awsSrcDstCheck" aws_src_dst_check: String,
+    "serviceLoopPrevention" service_loop_prevention: String,
+    "workloadSourceSpoofing" workload_source_spoofing: String,
+    "mtuIfacePattern" mtu_iface_pattern: String,
+    "floatingIPs" floating_ips: String,
+    "windowsManageFirewallRules" windows_manage_firewall_rules: String,
+    "goGCThreshold" go_gc_threshold: i64,
+    "goMemoryLimitMB" go_memory_limit_mb: i64,
+    "goMaxProcs" go_max_procs: i64,
+    "requireMTUFile" require_mtu_file: bool,
 }
 
 impl FelixConfiguration {

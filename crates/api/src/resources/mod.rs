@@ -2,6 +2,7 @@
 //! upstream's exact camelCase field names, plus `apply_defaults` and `validate`.
 
 pub mod bgp;
+pub mod bgpfilter;
 pub mod cluster;
 pub mod common;
 pub mod endpoint;
@@ -13,6 +14,7 @@ pub mod policy;
 pub mod rule;
 
 pub use bgp::*;
+pub use bgpfilter::*;
 pub use cluster::*;
 pub use common::{AsNumber, Port, Protocol};
 pub use endpoint::*;
