@@ -120,3 +120,72 @@ pub fn names(found: &Found) -> String {
         .map(|r| format!("{}/{}\n", r.kind().name().to_ascii_lowercase(), r.name()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pools() -> Vec<Resource> {
+        codec::parse(
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: a\nspec:\n  cidr: 10.0.0.0/16\n  nodeSelector: a == 'x' && !has(b)\n---\n\
+             apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: b\nspec:\n  cidr: 10.1.0.0/16\n",
+        )
+        .expect("pools parse")
+    }
+
+    #[test]
+    fn listing_yaml_is_a_kind_list_with_the_revision() {
+        let rs = pools();
+        let y = yaml(&Found::Listing {
+            kind: Kind::IPPool,
+            items: rs.clone(),
+            revision: Some(7),
+        });
+        assert!(y.starts_with("apiVersion: projectcalico.org/v3\nitems:\n- apiVersion: projectcalico.org/v3\n  kind: IPPool\n  metadata:\n    name: a\n"), "{y}");
+        assert!(
+            y.ends_with("kind: IPPoolList\nmetadata:\n  resourceVersion: \"7\"\n"),
+            "{y}"
+        );
+        assert_eq!(codec::parse(&y).expect("listing parses back"), rs);
+        let empty = yaml(&Found::Listing {
+            kind: Kind::IPPool,
+            items: vec![],
+            revision: Some(3),
+        });
+        assert_eq!(
+            empty,
+            "apiVersion: projectcalico.org/v3\nitems: []\nkind: IPPoolList\nmetadata:\n  resourceVersion: \"3\"\n"
+        );
+    }
+
+    #[test]
+    fn named_resources_print_as_object_or_sequence() {
+        let rs = pools();
+        let one = yaml(&Found::Named(rs[..1].to_vec()));
+        assert!(
+            one.starts_with("apiVersion: projectcalico.org/v3\nkind: IPPool\n"),
+            "{one}"
+        );
+        let two = yaml(&Found::Named(rs.clone()));
+        assert!(
+            two.starts_with("- apiVersion: projectcalico.org/v3\n  kind: IPPool\n"),
+            "{two}"
+        );
+        assert_eq!(codec::parse(&two).expect("sequence parses back"), rs);
+    }
+
+    #[test]
+    fn json_follows_go_encoder() {
+        let rs = pools();
+        let j = json(&Found::Listing {
+            kind: Kind::IPPool,
+            items: rs.clone(),
+            revision: Some(7),
+        });
+        assert!(j.starts_with("{\n  \"kind\": \"IPPoolList\",\n  \"apiVersion\": \"projectcalico.org/v3\",\n  \"metadata\": {\n    \"resourceVersion\": \"7\"\n  },\n  \"items\": [\n    {\n"), "{j}");
+        assert!(j.ends_with("\n  ]\n}"), "{j}");
+        assert!(j.contains(r"a == 'x' \u0026\u0026 !has(b)"), "{j}");
+        assert_eq!(codec::parse(&j).expect("json parses back"), rs);
+        assert_eq!(names(&Found::Named(rs)), "ippool/a\nippool/b\n");
+    }
+}
