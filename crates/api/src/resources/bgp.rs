@@ -262,6 +262,24 @@ impl BGPConfiguration {
         if let Some(a) = &s.local_workload_peering_ipv6 {
             check_ip(a, 6, "spec.localWorkloadPeeringIPV6", &mut errs);
         }
+        if self.metadata.name != "default" {
+            // Cluster-wide settings live only in `default`; per-node configs (`node.<name>`)
+            // cannot override them.
+            let set = [
+                (
+                    "nodeToNodeMeshEnabled",
+                    s.node_to_node_mesh_enabled.is_some(),
+                ),
+                ("asNumber", s.as_number.is_some()),
+                ("serviceExternalIPs", !s.service_external_ips.is_empty()),
+                ("serviceClusterIPs", !s.service_cluster_ips.is_empty()),
+            ];
+            for (field, is_set) in set {
+                if is_set {
+                    errs.push(format!("spec.{field}"), format!("{field} can only be set in the BGPConfiguration named default; move it there (set per-node AS numbers in Node spec.bgp.asNumber)"));
+                }
+            }
+        }
         errs.into_result()
     }
 }
@@ -553,6 +571,21 @@ mod tests {
         let ok: BGPPeerSpec =
             serde_json::from_str(r#"{"peerIP":"10.0.0.1","asNumber":"1.10"}"#).unwrap();
         assert_eq!(ok.as_number, Some(AsNumber(65546)));
+    }
+
+    #[test]
+    fn cluster_wide_bgp_settings_only_in_default() {
+        let mut c = BGPConfiguration::new("node.worker-1");
+        c.spec.log_severity_screen = Some("Debug".into());
+        assert!(c.validate().is_ok());
+        c.spec.as_number = Some(AsNumber(65001));
+        c.spec.service_cluster_ips = vec![CidrBlock {
+            cidr: "10.96.0.0/12".into(),
+        }];
+        assert_eq!(
+            fields(c.validate()),
+            ["spec.asNumber", "spec.serviceClusterIPs"]
+        );
     }
 
     #[test]
