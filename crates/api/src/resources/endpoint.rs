@@ -5,6 +5,7 @@ use super::common::{
     Protocol, check_cidr, check_interface, check_ip, check_mac, check_name_ref, check_port_name,
     parse_cidr_or_ip, resource_struct,
 };
+use crate::naming::WorkloadEndpointIdentifiers;
 use crate::validate::ValidationErrors;
 use serde::{Deserialize, Serialize};
 
@@ -96,11 +97,38 @@ fn is_zero(v: &u16) -> bool {
 }
 
 impl WorkloadEndpoint {
-    pub fn apply_defaults(&mut self) {}
+    /// The identifiers the endpoint's name is built from (`<node>-<orchestrator>-<pod>-<endpoint>`
+    /// for Kubernetes, with `-` doubled inside each part).
+    pub fn identifiers(&self) -> WorkloadEndpointIdentifiers {
+        let s = &self.spec;
+        WorkloadEndpointIdentifiers {
+            node: s.node.clone(),
+            orchestrator: s.orchestrator.clone(),
+            pod: s.pod.clone(),
+            container_id: s.container_id.clone(),
+            workload: s.workload.clone(),
+            endpoint: s.endpoint.clone(),
+        }
+    }
+
+    /// Names an unnamed endpoint from its identifiers, as upstream's client does.
+    pub fn apply_defaults(&mut self) {
+        if self.metadata.name.is_empty()
+            && let Ok(name) = self.identifiers().name()
+        {
+            self.metadata.name = name;
+        }
+    }
 
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errs = ValidationErrors::default();
         let s = &self.spec;
+        if let Ok(expected) = self.identifiers().name()
+            && !self.metadata.name.is_empty()
+            && self.metadata.name != expected
+        {
+            errs.push("metadata.name", format!("the name does not match spec node/orchestrator/pod/endpoint; name it {expected:?} (or leave the name out)"));
+        }
         for (f, v) in [
             ("spec.orchestrator", &s.orchestrator),
             ("spec.workload", &s.workload),
@@ -332,6 +360,12 @@ mod tests {
             fields(w.validate()),
             ["spec.ports[0].protocol", "spec.ports[0].name"]
         );
+        let mut w = wep();
+        w.metadata.name = "worker-1-k8s-nginx-abc-eth0".into();
+        assert_eq!(fields(w.validate()), ["metadata.name"]);
+        w.metadata.name.clear();
+        w.apply_defaults();
+        assert_eq!(w.metadata.name, "worker--1-k8s-nginx--abc-eth0");
         let mut w = wep();
         w.spec.ip_nats = vec![IPNAT {
             internal_ip: "10.9.9.9".into(),

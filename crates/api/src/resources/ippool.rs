@@ -104,7 +104,7 @@ impl IPPoolSpec {
     }
     /// blockSize, or the family default (26 / 122) when unset.
     pub fn effective_block_size(&self) -> u8 {
-        match (self.block_size, self.network()) {
+        match (self.block_size.filter(|b| *b != 0), self.network()) {
             (Some(b), _) => b,
             (None, Some(IpNet::V6(_))) => 122,
             (None, _) => 26,
@@ -195,7 +195,7 @@ impl IPPool {
 
         let (lo, hi) = if v6 { (116, 128) } else { (20, 32) };
         let block = s.effective_block_size();
-        if s.block_size.is_some() && !(lo..=hi).contains(&block) {
+        if s.block_size.is_some_and(|b| b != 0) && !(lo..=hi).contains(&block) {
             let fam = if v6 { "IPv6" } else { "IPv4" };
             errs.push(
                 "spec.blockSize",
