@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use calico_datastore::config::EtcdConfig;
-use calico_datastore::etcd::EtcdDatastore;
+use calico_datastore::etcd::{EtcdDatastore, Timeouts};
 use calico_datastore::testutil::EtcdServer;
 use calico_datastore::{Datastore, Error, EventKind};
 use std::time::{Duration, Instant};
@@ -301,4 +301,41 @@ async fn username_and_password() -> Result<()> {
     };
     assert!(err.to_string().contains("ETCD_USERNAME"), "{err}");
     Ok(())
+}
+
+/// The request timeout must not cut long-lived watch streams: an idle watch outlives it, and
+/// etcd saw exactly one Watch stream (no silent reopen).
+#[tokio::test]
+async fn idle_watch_outlives_the_request_timeout() -> Result<()> {
+    let etcd = EtcdServer::start()?;
+    let t = Timeouts {
+        request: Duration::from_secs(1),
+        ..Timeouts::default()
+    };
+    let ds = EtcdDatastore::connect_with(&etcd.config(), t).await?;
+    let mut rx = ds.watch("/w/", 0).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ds.create("/w/k", b"v".to_vec(), None).await?;
+    assert_eq!(recv(&mut rx).await?.kv.key, "/w/k");
+    let metrics = http_get(&etcd.endpoint(), "/metrics")?;
+    let started = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("grpc_server_started_total")
+                && l.contains("grpc_service=\"etcdserverpb.Watch\"")
+        })
+        .context("no Watch metric")?;
+    assert!(started.ends_with(" 1"), "{started}");
+    Ok(())
+}
+
+fn http_get(endpoint: &str, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }

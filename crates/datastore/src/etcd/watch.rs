@@ -20,6 +20,7 @@ struct Watcher {
     target: Target,
     prefix: String,
     resume_for: Duration,
+    request_timeout: Duration,
     tx: mpsc::Sender<Result<WatchEvent>>,
 }
 
@@ -32,6 +33,7 @@ pub(super) async fn start(ds: &EtcdDatastore, prefix: &str, from: Revision) -> R
         target: ds.target.clone(),
         prefix: prefix.to_string(),
         resume_for: ds.timeouts.watch_resume,
+        request_timeout: ds.timeouts.request,
         tx,
     };
     let first = tokio::time::timeout(ds.timeouts.request, w.open(from))
@@ -80,7 +82,8 @@ impl Watcher {
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
-            match self.open(next).await {
+            let opened = tokio::time::timeout(self.request_timeout, self.open(next)).await;
+            match opened.unwrap_or_else(|_| Err(self.target.timed_out(self.request_timeout))) {
                 Ok(s) => {
                     stream = Some(s);
                     backoff = Duration::from_millis(50);
