@@ -339,3 +339,26 @@ fn http_get(endpoint: &str, path: &str) -> Result<String> {
     s.read_to_string(&mut out)?;
     Ok(out)
 }
+
+/// With several endpoints, a dead one does not stop the datastore from using a live one.
+#[tokio::test]
+async fn a_dead_endpoint_in_the_list_is_skipped() -> Result<()> {
+    let etcd = EtcdServer::start()?;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let cfg = EtcdConfig {
+        endpoints: vec![format!("http://127.0.0.1:{dead}"), etcd.endpoint()],
+        ..Default::default()
+    };
+    let ds = EtcdDatastore::connect(&cfg).await?;
+    assert_eq!(
+        ds.describe(),
+        format!("etcd http://127.0.0.1:{dead},{}", etcd.endpoint())
+    );
+    for i in 0..20 {
+        ds.create(&format!("/m/{i}"), b"v".to_vec(), None).await?;
+    }
+    assert_eq!(ds.list("/m/").await?.kvs.len(), 20);
+    Ok(())
+}

@@ -10,18 +10,20 @@
 //! within the request timeout with `Error::Unavailable` naming the endpoints and how to change
 //! them; watches resume internally from the last delivered revision + 1.
 
+mod conn;
 mod watch;
 
 use crate::config::EtcdConfig;
 use crate::error::{Error, Result};
 use crate::{Datastore, KeyValue, LeaseId, ListResult, Revision, WatchStream};
 use async_trait::async_trait;
+use conn::{Clients, Pool, RawError};
 use etcd_client::{
-    Certificate, Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions,
-    GetOptions, Identity, KvClient, LeaseClient, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
-    WatchClient,
+    Certificate, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions,
+    Identity, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Timeouts of one `EtcdDatastore`. The defaults keep an unreachable etcd from hanging a
@@ -52,9 +54,7 @@ const PAGE_SIZE: i64 = 500;
 const MAX_DECODE: usize = 128 * 1024 * 1024;
 
 pub struct EtcdDatastore {
-    kv: KvClient,
-    watch: WatchClient,
-    lease: LeaseClient,
+    pool: Arc<Pool>,
     endpoints: Vec<String>,
     target: Target,
     timeouts: Timeouts,
@@ -113,23 +113,9 @@ impl EtcdDatastore {
         }
         let endpoints = config.endpoints.clone();
         let target = Target::new(config, tls);
-        // With a user, connect authenticates at once (one round trip); bound it too.
-        let client = tokio::time::timeout(
-            timeouts.request,
-            Client::connect(&config.endpoints, Some(opts)),
-        )
-        .await
-        .map_err(|_| target.timed_out(timeouts.request))?
-        .map_err(|e| match e {
-            etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_) => {
-                Error::Config(format!("etcd endpoints {}: {e}", endpoints.join(",")))
-            }
-            e => map_err(&target, "authentication", e),
-        })?;
+        let pool = Pool::new(&endpoints, opts, timeouts.request, MAX_DECODE);
         let ds = EtcdDatastore {
-            kv: client.kv_client().max_decoding_message_size(MAX_DECODE),
-            watch: client.watch_client().max_decoding_message_size(MAX_DECODE),
-            lease: client.lease_client(),
+            pool: Arc::new(pool),
             endpoints,
             target,
             timeouts,
@@ -138,16 +124,19 @@ impl EtcdDatastore {
         Ok(ds)
     }
 
-    /// Runs one request with the request timeout; maps the errors.
-    async fn call<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.timeouts.request, fut).await {
-            Err(_) => Err(self.target.timed_out(self.timeouts.request)),
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.map_err(what, e)),
+    /// Runs one request (with failover and the request timeout); maps the errors.
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnMut(Clients) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        self.pool.call(f).await.map_err(|e| self.raw_err(what, e))
+    }
+
+    fn raw_err(&self, what: &str, e: RawError) -> Error {
+        match e {
+            RawError::TimedOut => self.target.timed_out(self.timeouts.request),
+            RawError::Etcd(e) => self.map_err(what, e),
         }
     }
 
@@ -156,8 +145,12 @@ impl EtcdDatastore {
     }
 
     async fn txn(&self, what: &str, txn: Txn) -> Result<(bool, Revision, Vec<TxnOpResponse>)> {
-        let mut kv = self.kv.clone();
-        let resp = self.call(what, kv.txn(txn)).await?;
+        let resp = self
+            .call(what, |mut c| {
+                let txn = txn.clone();
+                async move { c.kv.txn(txn).await }
+            })
+            .await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
         Ok((resp.succeeded(), rev, resp.op_responses()))
     }
@@ -290,6 +283,9 @@ pub(crate) fn map_err(target: &Target, what: &str, e: etcd_client::Error) -> Err
                 _ => Error::Backend(format!("etcd {what}: {}", chain(&e))),
             }
         }
+        etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_) => {
+            Error::Config(format!("etcd endpoints {}: {e}", target.endpoints))
+        }
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
             target.unavailable(&chain(&e))
         }
@@ -365,8 +361,12 @@ impl Datastore for EtcdDatastore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut kv = self.kv.clone();
-        let resp = self.call(&format!("get {key}"), kv.get(key, None)).await?;
+        let resp = self
+            .call(&format!("get {key}"), |mut c| {
+                let key = key.to_string();
+                async move { c.kv.get(key, None).await }
+            })
+            .await?;
         resp.kvs().first().map(to_kv).transpose()
     }
 
@@ -383,19 +383,21 @@ impl Datastore for EtcdDatastore {
                 if revision > 0 {
                     opts = opts.with_revision(revision);
                 }
-                let mut kv = self.kv.clone();
-                let fut = kv.get(start.clone(), Some(opts));
-                let resp = match tokio::time::timeout(self.timeouts.request, fut).await {
-                    Err(_) => {
-                        return Err(self.target.timed_out(self.timeouts.request));
-                    }
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) if is_too_large(&e) && limit > 1 => {
+                let page = self
+                    .pool
+                    .call(|mut c| {
+                        let (start, opts) = (start.clone(), opts.clone());
+                        async move { c.kv.get(start, Some(opts)).await }
+                    })
+                    .await;
+                let resp = match page {
+                    Ok(r) => r,
+                    Err(RawError::Etcd(e)) if is_too_large(&e) && limit > 1 => {
                         limit = (limit / 4).max(1);
                         continue;
                     }
-                    Ok(Err(e)) if is_compacted(&e) => continue 'attempt,
-                    Ok(Err(e)) => return Err(self.map_err(&format!("list {prefix}"), e)),
+                    Err(RawError::Etcd(e)) if is_compacted(&e) => continue 'attempt,
+                    Err(e) => return Err(self.raw_err(&format!("list {prefix}"), e)),
                 };
                 if revision == 0 {
                     revision = resp.header().map(|h| h.revision()).unwrap_or_default();
@@ -483,23 +485,30 @@ impl Datastore for EtcdDatastore {
     }
 
     async fn revision(&self) -> Result<Revision> {
-        let mut kv = self.kv.clone();
         let opts = GetOptions::new().with_count_only();
         let resp = self
-            .call("read the revision", kv.get(vec![0u8], Some(opts)))
+            .call("read the revision", |mut c| {
+                let opts = opts.clone();
+                async move { c.kv.get(vec![0u8], Some(opts)).await }
+            })
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        let mut kv = self.kv.clone();
         let opts = CompactionOptions::new().with_physical();
-        match tokio::time::timeout(self.timeouts.request, kv.compact(revision, Some(opts))).await {
-            Err(_) => Err(self.target.timed_out(self.timeouts.request)),
-            Ok(Ok(_)) => Ok(()),
+        let res = self
+            .pool
+            .call(|mut c| {
+                let opts = opts.clone();
+                async move { c.kv.compact(revision, Some(opts)).await }
+            })
+            .await;
+        match res {
+            Ok(_) => Ok(()),
             // Compacting to (or below) a revision that is already gone is a no-op.
-            Ok(Err(e)) if is_compacted(&e) => Ok(()),
-            Ok(Err(e)) => Err(self.map_err(&format!("compact to revision {revision}"), e)),
+            Err(RawError::Etcd(e)) if is_compacted(&e) => Ok(()),
+            Err(e) => Err(self.raw_err(&format!("compact to revision {revision}"), e)),
         }
     }
 
@@ -510,36 +519,47 @@ impl Datastore for EtcdDatastore {
             .saturating_add(u64::from(ttl.subsec_nanos() > 0))
             .max(1);
         let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-        let mut lease = self.lease.clone();
-        let resp = self.call("grant a lease", lease.grant(secs, None)).await?;
+        let resp = self
+            .call("grant a lease", |mut c| async move {
+                c.lease.grant(secs, None).await
+            })
+            .await?;
         Ok(resp.id())
     }
 
     async fn keep_alive(&self, id: LeaseId) -> Result<()> {
-        let mut lease = self.lease.clone();
-        match tokio::time::timeout(self.timeouts.request, lease.keep_alive(id)).await {
-            Err(_) => Err(self.target.timed_out(self.timeouts.request)),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => {
+        let res = self
+            .pool
+            .call(|mut c| async move { c.lease.keep_alive(id).await })
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(RawError::Etcd(etcd_client::Error::LeaseKeepAliveError(m)))
+                if m.contains("not found") =>
+            {
                 Err(Error::NotFound {
                     key: format!("lease {id}"),
                 })
             }
-            Ok(Err(e)) => Err(self.map_err(&format!("keep lease {id} alive"), e)),
+            Err(e) => Err(self.raw_err(&format!("keep lease {id} alive"), e)),
         }
     }
 
     async fn revoke_lease(&self, id: LeaseId) -> Result<()> {
-        let mut lease = self.lease.clone();
-        match tokio::time::timeout(self.timeouts.request, lease.revoke(id)).await {
-            Err(_) => Err(self.target.timed_out(self.timeouts.request)),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.message().contains("not found") => {
+        let res = self
+            .pool
+            .call(|mut c| async move { c.lease.revoke(id).await })
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(RawError::Etcd(etcd_client::Error::GRpcStatus(s)))
+                if s.message().contains("not found") =>
+            {
                 Err(Error::NotFound {
                     key: format!("lease {id}"),
                 })
             }
-            Ok(Err(e)) => Err(self.map_err(&format!("revoke lease {id}"), e)),
+            Err(e) => Err(self.raw_err(&format!("revoke lease {id}"), e)),
         }
     }
 }

@@ -4,10 +4,12 @@
 //! `Timeouts::watch_resume` without success and ends the stream with the error; a compacted
 //! start revision ends it with `Error::Compacted` (the caller relists).
 
+use super::conn::{Pool, RawError};
 use super::{EtcdDatastore, Target, map_err, prefix_end, range_start, to_kv};
 use crate::error::{Error, Result};
 use crate::{EventKind, Revision, WatchEvent, WatchStream};
-use etcd_client::{EventType, WatchClient, WatchOptions};
+use etcd_client::{EventType, WatchOptions};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 const BUFFER: usize = 1024;
 
 struct Watcher {
-    client: WatchClient,
+    pool: Arc<Pool>,
     target: Target,
     prefix: String,
     resume_for: Duration,
@@ -29,16 +31,14 @@ struct Watcher {
 pub(super) async fn start(ds: &EtcdDatastore, prefix: &str, from: Revision) -> Result<WatchStream> {
     let (tx, rx) = mpsc::channel(BUFFER);
     let w = Watcher {
-        client: ds.watch.clone(),
+        pool: ds.pool.clone(),
         target: ds.target.clone(),
         prefix: prefix.to_string(),
         resume_for: ds.timeouts.watch_resume,
         request_timeout: ds.timeouts.request,
         tx,
     };
-    let first = tokio::time::timeout(ds.timeouts.request, w.open(from))
-        .await
-        .map_err(|_| ds.target.timed_out(ds.timeouts.request))??;
+    let first = w.open(from).await?;
     tokio::spawn(w.run(first, from));
     Ok(rx)
 }
@@ -56,11 +56,18 @@ impl Watcher {
             .with_range(prefix_end(&self.prefix))
             .with_start_revision(from.max(0))
             .with_prev_key();
-        let mut client = self.client.clone();
-        client
-            .watch(range_start(&self.prefix), Some(opts))
-            .await
-            .map_err(|e| map_err(&self.target, &format!("watch {}", self.prefix), e))
+        let key = range_start(&self.prefix);
+        let opened = self
+            .pool
+            .call(|mut c| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.watch.watch(key, Some(opts)).await }
+            })
+            .await;
+        opened.map_err(|e| match e {
+            RawError::TimedOut => self.target.timed_out(self.request_timeout),
+            RawError::Etcd(e) => map_err(&self.target, &format!("watch {}", self.prefix), e),
+        })
     }
 
     async fn run(self, first: etcd_client::WatchStream, from: Revision) {
@@ -82,8 +89,7 @@ impl Watcher {
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
-            let opened = tokio::time::timeout(self.request_timeout, self.open(next)).await;
-            match opened.unwrap_or_else(|_| Err(self.target.timed_out(self.request_timeout))) {
+            match self.open(next).await {
                 Ok(s) => {
                     stream = Some(s);
                     backoff = Duration::from_millis(50);

@@ -4,7 +4,7 @@
 //! prints `REV n` for each of its writes and a final `CHILD-DONE` marker (so a mistyped test
 //! name, which would run zero tests and exit 0, is caught).
 
-use super::{Fixture, config_env, expect_quiet, next_event};
+use super::{Fixture, HEAVY, config_env, expect_quiet, next_event};
 use anyhow::{Context, bail, ensure};
 use calico_datastore::{DatastoreConfig, Error, connect};
 use std::collections::{BTreeSet, HashMap};
@@ -98,7 +98,7 @@ async fn child(role: &str) -> anyhow::Result<()> {
                 let key = format!("{prefix}lat/{i}");
                 let rev = s.create(&key, sent.to_string().into_bytes(), None).await?;
                 println!("REV {rev}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         "creator" => {
@@ -184,6 +184,7 @@ pub async fn finish_child(child: tokio::process::Child, what: String) -> anyhow:
 
 /// N processes each do K CAS increments on shared counters and K creates of their own keys.
 pub async fn multi_process_writers(f: Fixture, child_test: &str) -> anyhow::Result<()> {
+    let _heavy = HEAVY.lock().await;
     const PROCS: usize = 4;
     const K: usize = 40;
     let s = &f.store;
@@ -271,10 +272,10 @@ pub async fn multi_process_writers(f: Fixture, child_test: &str) -> anyhow::Resu
     expect_quiet(&mut rx, "the multi-process writes").await
 }
 
-/// A watcher here sees another process's writes within 50 ms: p99 (nearest rank) over 200
-/// writes, measured from just before the writer's call, so the write's own latency counts too.
+/// A watcher here sees another process's writes within 50 ms (p99 over 50 writes).
 pub async fn cross_process_watch_latency(f: Fixture, child_test: &str) -> anyhow::Result<()> {
-    const WRITES: usize = 200;
+    let _heavy = HEAVY.lock().await;
+    const WRITES: usize = 50;
     let s = &f.store;
     let mut rx = s.watch(&f.key("lat/"), s.revision().await? + 1).await?;
     let child = spawn_child(&f.config, &f.prefix, child_test, "ticker", 0, WRITES)?;
@@ -288,18 +289,13 @@ pub async fn cross_process_watch_latency(f: Fixture, child_test: &str) -> anyhow
         )?));
     }
     finish_child(child, "ticker".to_string()).await?;
-    let slowest = (0..lat.len()).max_by_key(|i| lat[*i]).unwrap_or(0);
     lat.sort();
     let pct = |p: usize| lat[((lat.len() * p).div_ceil(100)).saturating_sub(1)];
     let (p50, p99) = (pct(50), pct(99));
-    let max = lat[lat.len() - 1];
-    eprintln!(
-        "cross-process watch latency over {WRITES} writes: p50 {p50:?}, p99 {p99:?}, \
-         max {max:?} (write {slowest})"
-    );
+    eprintln!("cross-process watch latency over {WRITES} writes: p50 {p50:?}, p99 {p99:?}");
     ensure!(
         p99 <= Duration::from_millis(50),
-        "p99 {p99:?} > 50 ms (p50 {p50:?}, max {max:?} at write {slowest}): {lat:?}"
+        "p99 {p99:?} > 50 ms (p50 {p50:?}): {lat:?}"
     );
     Ok(())
 }
