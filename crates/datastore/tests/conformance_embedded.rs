@@ -111,7 +111,7 @@ async fn watch_survives_a_slow_consumer() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_create_a_fresh_file_together() -> anyhow::Result<()> {
     // Several processes race to create the file, switch it to WAL and create the schema.
-    let _heavy = conformance::HEAVY.lock().await;
+    let _heavy = conformance::HEAVY.write().await;
     const PROCS: usize = 6;
     const K: usize = 20;
     let dir = tempfile::tempdir()?;
@@ -135,5 +135,51 @@ async fn processes_create_a_fresh_file_together() -> anyhow::Result<()> {
     let l = s.list("/open/").await?;
     anyhow::ensure!(l.kvs.len() == PROCS * K, "{} keys listed", l.kvs.len());
     anyhow::ensure!(l.revision == (PROCS * K) as i64, "revision {}", l.revision);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_in_other_network_namespaces_share_the_store() -> anyhow::Result<()> {
+    // Needs root for `unshare --net`; fails (never skips) without it.
+    let _heavy = conformance::HEAVY.write().await;
+    const PROCS: usize = 3;
+    const K: usize = 10;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("calico.db");
+    let config = DatastoreConfig::Embedded(EmbeddedConfig { path: path.clone() });
+    let s = open(&path)?;
+    let mut rx = s.watch("/netns/", 1).await?;
+    let child = conformance::child_test_name(module_path!());
+    let wrapper = ["unshare", "--net", "--"];
+    let mut children = Vec::new();
+    for id in 0..PROCS {
+        let c = conformance::spawn_child_wrapped(
+            &wrapper, &config, "/netns/", &child, "creator", id, K,
+        )?;
+        children.push(c);
+    }
+    let ours = std::fs::read_link("/proc/self/ns/net")?
+        .display()
+        .to_string();
+    let mut namespaces = std::collections::BTreeSet::new();
+    for (id, c) in children.into_iter().enumerate() {
+        let out = conformance::child_stdout(c, &format!("creator {id} (unshare --net)")).await?;
+        let ns = out
+            .lines()
+            .find_map(|l| l.strip_prefix("NETNS "))
+            .ok_or_else(|| anyhow::anyhow!("creator {id} did not report its namespace"))?;
+        anyhow::ensure!(
+            ns != ours,
+            "creator {id} ran in this test's namespace {ours}"
+        );
+        namespaces.insert(ns.to_string());
+    }
+    anyhow::ensure!(namespaces.len() == PROCS, "namespaces: {namespaces:?}");
+    for i in 0..PROCS * K {
+        let ev = conformance::next_event(&mut rx, &format!("namespaced write {i}")).await?;
+        anyhow::ensure!(ev.kind == EventKind::Put, "{ev:?}");
+    }
+    let l = s.list("/netns/").await?;
+    anyhow::ensure!(l.kvs.len() == PROCS * K, "{} keys listed", l.kvs.len());
     Ok(())
 }

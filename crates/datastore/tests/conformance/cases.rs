@@ -1,7 +1,7 @@
 //! The single-process cases: CRUD and CAS semantics, revisions, lists, watches, compaction,
 //! leases, and size limits.
 
-use super::{EVENT_WAIT, Fixture, HEAVY, expect_quiet, next_event};
+use super::{EVENT_WAIT, Fixture, expect_quiet, next_event};
 use anyhow::{Context, bail, ensure};
 use calico_datastore::{Error, EventKind, Revision};
 use futures::StreamExt;
@@ -423,7 +423,6 @@ pub async fn lease_revoke(f: Fixture) -> anyhow::Result<()> {
 }
 
 pub async fn ten_thousand_keys(f: Fixture) -> anyhow::Result<()> {
-    let _heavy = HEAVY.lock().await;
     let s = &f.store;
     const N: usize = 10_000;
     let mut want: Vec<String> = (0..N).map(|i| f.key(&format!("many/{i}"))).collect();
@@ -454,7 +453,6 @@ pub async fn ten_thousand_keys(f: Fixture) -> anyhow::Result<()> {
 }
 
 pub async fn one_mib_values(f: Fixture) -> anyhow::Result<()> {
-    let _heavy = HEAVY.lock().await;
     let s = &f.store;
     let pattern = |seed: u32| -> Vec<u8> {
         (0..1024 * 1024u32)

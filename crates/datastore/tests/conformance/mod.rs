@@ -15,7 +15,8 @@
 //! store (the multi-process cases re-exec this test binary, which runs the ignored
 //! `conformance_child` test in a "child" role), a key prefix every case writes under (so cases
 //! can share one etcd), and a guard kept alive for the case (temp dirs, servers). Cases run in
-//! parallel, except the heavy ones, which take `HEAVY` so timing stays meaningful. Note for
+//! parallel, except the heavy ones, which hold `HEAVY` exclusively (fixture start included) so
+//! load and timing stay meaningful. Note for
 //! shared servers: `compaction_then_relist` compacts the whole store, which ends other cases'
 //! watches that started below the compaction point; give it its own store or prefix-isolated
 //! revisions accordingly.
@@ -27,8 +28,8 @@ mod multiprocess;
 
 pub use cases::*;
 pub use multiprocess::{
-    child_main, child_test_name, cross_process_watch_latency, finish_child, multi_process_writers,
-    spawn_child,
+    child_main, child_stdout, child_test_name, cross_process_watch_latency, finish_child,
+    multi_process_writers, spawn_child, spawn_child_wrapped,
 };
 
 use anyhow::{Context, bail};
@@ -54,7 +55,8 @@ impl Fixture {
 }
 
 /// Serialises the cases whose timing or load would disturb the others.
-pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Ordinary cases hold it shared; heavy ones (and their fixture's start) hold it exclusively.
+pub static HEAVY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Longest wait for any single expected event.
 pub const EVENT_WAIT: Duration = Duration::from_secs(15);
@@ -113,19 +115,21 @@ pub fn config_env(config: &DatastoreConfig) -> Vec<(String, String)> {
 /// Expands to one test per case for the fixture function `$fixture` (an `async fn() -> Fixture`).
 macro_rules! conformance_suite {
     ($fixture:path) => {
-        conformance_suite!(@cases $fixture;
+        conformance_suite!(@cases $fixture; read;
             crud, cas_conflicts, revisions_increase, list_consistency, watch_order_and_resume,
-            watch_prefix_filtering, compaction_then_relist, lease_expiry, lease_revoke,
-            ten_thousand_keys, one_mib_values);
+            watch_prefix_filtering, compaction_then_relist, lease_expiry, lease_revoke);
+        conformance_suite!(@cases $fixture; write; ten_thousand_keys, one_mib_values);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn multi_process_writers() -> anyhow::Result<()> {
+            let _alone = crate::conformance::HEAVY.write().await;
             let child = crate::conformance::child_test_name(module_path!());
             crate::conformance::multi_process_writers($fixture().await, &child).await
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn cross_process_watch_latency() -> anyhow::Result<()> {
+            let _alone = crate::conformance::HEAVY.write().await;
             let child = crate::conformance::child_test_name(module_path!());
             crate::conformance::cross_process_watch_latency($fixture().await, &child).await
         }
@@ -138,10 +142,11 @@ macro_rules! conformance_suite {
             crate::conformance::child_main()
         }
     };
-    (@cases $fixture:path; $($name:ident),*) => {
+    (@cases $fixture:path; $lock:ident; $($name:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() -> anyhow::Result<()> {
+                let _guard = crate::conformance::HEAVY.$lock().await;
                 crate::conformance::$name($fixture().await).await
             }
         )*

@@ -4,7 +4,7 @@
 //! prints `REV n` for each of its writes and a final `CHILD-DONE` marker (so a mistyped test
 //! name, which would run zero tests and exit 0, is caught).
 
-use super::{Fixture, HEAVY, config_env, expect_quiet, next_event};
+use super::{Fixture, config_env, expect_quiet, next_event};
 use anyhow::{Context, bail, ensure};
 use calico_datastore::{DatastoreConfig, Error, connect};
 use std::collections::{BTreeSet, HashMap};
@@ -40,6 +40,10 @@ pub fn child_main() {
         Ok(rt) => rt,
         Err(e) => panic!("conformance child: cannot build a runtime: {e}"),
     };
+    // Which network namespace this child ran in (for the namespace test).
+    if let Ok(ns) = std::fs::read_link("/proc/self/ns/net") {
+        println!("\nNETNS {}", ns.display());
+    }
     if let Err(e) = rt.block_on(child(&role)) {
         panic!("conformance child ({role}) failed: {e:#}");
     }
@@ -98,7 +102,7 @@ async fn child(role: &str) -> anyhow::Result<()> {
                 let key = format!("{prefix}lat/{i}");
                 let rev = s.create(&key, sent.to_string().into_bytes(), None).await?;
                 println!("REV {rev}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
         "creator" => {
@@ -123,8 +127,28 @@ pub fn spawn_child(
     id: usize,
     count: usize,
 ) -> anyhow::Result<tokio::process::Child> {
+    spawn_child_wrapped(&[], config, prefix, child_test, role, id, count)
+}
+
+/// As `spawn_child`, run through `wrapper` (e.g. `["unshare", "--net", "--"]`).
+pub fn spawn_child_wrapped(
+    wrapper: &[&str],
+    config: &DatastoreConfig,
+    prefix: &str,
+    child_test: &str,
+    role: &str,
+    id: usize,
+    count: usize,
+) -> anyhow::Result<tokio::process::Child> {
     let exe = std::env::current_exe()?;
-    let mut cmd = tokio::process::Command::new(exe);
+    let mut cmd = match wrapper.split_first() {
+        None => tokio::process::Command::new(&exe),
+        Some((program, args)) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(args).arg(&exe);
+            c
+        }
+    };
     cmd.args([
         child_test,
         "--exact",
@@ -158,18 +182,7 @@ pub fn spawn_child(
 
 /// Waits for a child; returns the revisions it reported.
 pub async fn finish_child(child: tokio::process::Child, what: String) -> anyhow::Result<Vec<i64>> {
-    let out = tokio::time::timeout(CHILD_TIMEOUT, child.wait_with_output())
-        .await
-        .with_context(|| format!("{what} did not finish within {CHILD_TIMEOUT:?} (killed)"))??;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // libtest may print its own text on the same line, so markers are searched, not matched.
-    if !out.status.success() || !stdout.contains(DONE) {
-        bail!(
-            "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let stdout = child_stdout(child, &what).await?;
     stdout
         .lines()
         .filter_map(|l| l.find("REV ").map(|at| &l[at + 4..]))
@@ -182,9 +195,25 @@ pub async fn finish_child(child: tokio::process::Child, what: String) -> anyhow:
         .collect()
 }
 
+/// Waits for a child that must succeed; returns its standard output.
+pub async fn child_stdout(child: tokio::process::Child, what: &str) -> anyhow::Result<String> {
+    let out = tokio::time::timeout(CHILD_TIMEOUT, child.wait_with_output())
+        .await
+        .with_context(|| format!("{what} did not finish within {CHILD_TIMEOUT:?} (killed)"))??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // libtest may print its own text on the same line, so markers are searched, not matched.
+    if !out.status.success() || !stdout.contains(DONE) {
+        bail!(
+            "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout.into_owned())
+}
+
 /// N processes each do K CAS increments on shared counters and K creates of their own keys.
 pub async fn multi_process_writers(f: Fixture, child_test: &str) -> anyhow::Result<()> {
-    let _heavy = HEAVY.lock().await;
     const PROCS: usize = 4;
     const K: usize = 40;
     let s = &f.store;
@@ -272,10 +301,10 @@ pub async fn multi_process_writers(f: Fixture, child_test: &str) -> anyhow::Resu
     expect_quiet(&mut rx, "the multi-process writes").await
 }
 
-/// A watcher here sees another process's writes within 50 ms (p99 over 50 writes).
+/// A watcher here sees another process's writes within 50 ms: p99 (nearest rank) over 200
+/// writes, measured from just before the writer's call, so the write's own latency counts too.
 pub async fn cross_process_watch_latency(f: Fixture, child_test: &str) -> anyhow::Result<()> {
-    let _heavy = HEAVY.lock().await;
-    const WRITES: usize = 50;
+    const WRITES: usize = 200;
     let s = &f.store;
     let mut rx = s.watch(&f.key("lat/"), s.revision().await? + 1).await?;
     let child = spawn_child(&f.config, &f.prefix, child_test, "ticker", 0, WRITES)?;
@@ -289,13 +318,18 @@ pub async fn cross_process_watch_latency(f: Fixture, child_test: &str) -> anyhow
         )?));
     }
     finish_child(child, "ticker".to_string()).await?;
+    let slowest = (0..lat.len()).max_by_key(|i| lat[*i]).unwrap_or(0);
     lat.sort();
     let pct = |p: usize| lat[((lat.len() * p).div_ceil(100)).saturating_sub(1)];
     let (p50, p99) = (pct(50), pct(99));
-    eprintln!("cross-process watch latency over {WRITES} writes: p50 {p50:?}, p99 {p99:?}");
+    let max = lat[lat.len() - 1];
+    eprintln!(
+        "cross-process watch latency over {WRITES} writes: p50 {p50:?}, p99 {p99:?}, \
+         max {max:?} (write {slowest})"
+    );
     ensure!(
         p99 <= Duration::from_millis(50),
-        "p99 {p99:?} > 50 ms (p50 {p50:?}): {lat:?}"
+        "p99 {p99:?} > 50 ms (p50 {p50:?}, max {max:?} at write {slowest}): {lat:?}"
     );
     Ok(())
 }
