@@ -34,7 +34,8 @@ pub enum SyncUpdate {
     Put(KeyValue),
     /// A key is gone: at `revision` (a watch event), or at or before `revision` (a relist).
     Delete { key: String, revision: Revision },
-    /// The cache reflects the store: sent after the initial snapshot and after each relist.
+    /// The cache reflects the store: sent once after the initial snapshot of all prefixes, and
+    /// again after each later relist of one prefix (its difference is complete).
     InSync,
 }
 
