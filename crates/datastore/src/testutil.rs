@@ -159,6 +159,31 @@ impl EtcdServer {
         self.stop_watchdog();
     }
 
+    /// SIGSTOP: etcd hangs with its sockets open (a stuck server, not a dead one).
+    pub fn pause(&self) -> HResult<()> {
+        self.signal("STOP")
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) -> HResult<()> {
+        self.signal("CONT")
+    }
+
+    fn signal(&self, sig: &str) -> HResult<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| failed(format!("sending SIG{sig}"), "etcd is not running"))?;
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -s {sig} {pid}"))
+            .status()
+            .map_err(|e| failed(format!("sending SIG{sig} to etcd"), e))?;
+        if !status.success() {
+            return Err(failed(format!("sending SIG{sig} to etcd {pid}"), status));
+        }
+        Ok(())
+    }
+
     /// SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) {
         if let Some(c) = self.etcd.as_mut() {

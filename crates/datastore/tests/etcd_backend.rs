@@ -362,3 +362,37 @@ async fn a_dead_endpoint_in_the_list_is_skipped() -> Result<()> {
     assert_eq!(ds.list("/m/").await?.kvs.len(), 20);
     Ok(())
 }
+
+/// A hung etcd (SIGSTOP): calls fail within the request timeout naming the endpoint; after
+/// SIGCONT the same datastore and its watch carry on.
+#[tokio::test]
+async fn a_hung_etcd_times_out_and_recovers() -> Result<()> {
+    let etcd = EtcdServer::start()?;
+    let t = Timeouts {
+        connect: Duration::from_secs(1),
+        request: Duration::from_secs(2),
+        ..Timeouts::default()
+    };
+    let ds = EtcdDatastore::connect_with(&etcd.config(), t).await?;
+    let r = ds.create("/h/k", b"1".to_vec(), None).await?;
+    let mut rx = ds.watch("/h/", r + 1).await?;
+    etcd.pause()?;
+    let started = Instant::now();
+    let err = ds.get("/h/k").await.expect_err("etcd is stopped");
+    let took = started.elapsed();
+    etcd.resume()?;
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Unavailable { .. }), "{msg}");
+    assert!(
+        msg.contains("no answer within 2s") && msg.contains(&etcd.endpoint()),
+        "{msg}"
+    );
+    let r2 = ds.update("/h/k", b"2".to_vec(), r).await?;
+    let ev = recv(&mut rx).await?;
+    assert_eq!((ev.kv.mod_revision, ev.kv.value), (r2, b"2".to_vec()));
+    Ok(())
+}
