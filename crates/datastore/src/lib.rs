@@ -118,7 +118,9 @@ pub trait Datastore: Send + Sync {
 pub async fn connect(config: &DatastoreConfig) -> Result<Arc<dyn Datastore>> {
     match config {
         DatastoreConfig::Etcd(c) => Ok(Arc::new(etcd::EtcdDatastore::connect(c).await?)),
-        DatastoreConfig::Embedded(c) => Ok(Arc::new(embedded::EmbeddedDatastore::open(c)?)),
+        DatastoreConfig::Embedded(c) => {
+            Ok(Arc::new(embedded::EmbeddedDatastore::open_async(c).await?))
+        }
         DatastoreConfig::Kubernetes => Err(Error::Unsupported(
             "DATASTORE_TYPE=kubernetes is not implemented yet; use etcdv3 or embedded".into(),
         )),

@@ -73,6 +73,15 @@ impl EmbeddedDatastore {
         })
     }
 
+    /// `open` on tokio's blocking pool: opening may wait for other processes' locks.
+    pub async fn open_async(config: &EmbeddedConfig) -> Result<Self> {
+        let config = config.clone();
+        let label = config.path.display().to_string();
+        tokio::task::spawn_blocking(move || Self::open(&config))
+            .await
+            .map_err(|e| Error::Backend(format!("opening embedded datastore {label}: {e}")))?
+    }
+
     /// Runs `f` on a pooled connection on tokio's blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
