@@ -326,6 +326,21 @@ impl Store {
         tx.commit().db(label)
     }
 
+    /// Compacts so that the newest `keep` revisions stay watchable; returns the new compact
+    /// revision when it moved. Several processes may run this at once: compaction is idempotent.
+    pub(super) fn auto_compact(&mut self, keep: i64) -> Result<Option<Revision>> {
+        let (current, done) = {
+            let (tx, label) = self.read_tx()?;
+            let r = (current_revision(&tx, label)?, compact_revision(&tx, label)?);
+            tx.commit().db(label)?;
+            r
+        };
+        match auto_compact_target(current, done, keep) {
+            Some(target) => self.compact(target).map(|()| Some(target)),
+            None => Ok(None),
+        }
+    }
+
     pub(super) fn grant_lease(&mut self, ttl: Duration) -> Result<LeaseId> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         if ttl_ms <= 0 {
@@ -410,6 +425,12 @@ fn is_busy(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     )
+}
+
+/// Where automatic compaction moves the compact revision, if anywhere.
+fn auto_compact_target(current: Revision, done: Revision, keep: i64) -> Option<Revision> {
+    let target = current.saturating_sub(keep);
+    (target > done && target > 0).then_some(target)
 }
 
 /// A consistent view of the log for delivering watch events.
@@ -515,5 +536,18 @@ impl Snapshot<'_> {
     pub(super) fn finish(self) -> Result<()> {
         let label = self.label;
         self.tx.commit().db(&label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auto_compact_target;
+
+    #[test]
+    fn auto_compaction_keeps_the_newest_revisions() {
+        assert_eq!(auto_compact_target(500, 0, 1000), None);
+        assert_eq!(auto_compact_target(5000, 0, 1000), Some(4000));
+        assert_eq!(auto_compact_target(5000, 4000, 1000), None);
+        assert_eq!(auto_compact_target(5001, 4000, 1000), Some(4001));
     }
 }

@@ -8,7 +8,8 @@
 //! ("unsynced") and is fed straight from the log, a channel's worth at a time, until it catches
 //! up — so one slow consumer never stalls the others. A watcher behind the compact revision gets
 //! `Error::Compacted` and ends. The thread also sweeps expired leases, so their keys vanish even
-//! when nobody writes.
+//! when nobody writes, and compacts history older than the newest `AUTO_COMPACT_KEEP` revisions
+//! every `AUTO_COMPACT`.
 
 use super::store::Store;
 use crate::error::{Error, Result};
@@ -21,6 +22,11 @@ use tokio::sync::mpsc::{Sender, error::TrySendError};
 const POLL: Duration = Duration::from_millis(10);
 /// How often expired leases are looked for.
 const SWEEP: Duration = Duration::from_millis(200);
+/// How often history is compacted automatically (like kine: keep the newest revisions, so the
+/// log does not grow forever; a watcher further behind relists).
+const AUTO_COMPACT: Duration = Duration::from_secs(300);
+/// Revisions kept watchable by automatic compaction.
+const AUTO_COMPACT_KEEP: i64 = 1000;
 /// Most events read for all synced watchers in one poll.
 const BATCH: usize = 1024;
 /// Capacity of each watch channel.
@@ -88,6 +94,7 @@ pub(super) fn run(mut store: Store, registrations: Receiver<Registration>) {
     };
     let mut version = store.data_version().unwrap_or(0);
     let mut next_sweep = Instant::now();
+    let mut next_compact = Instant::now() + AUTO_COMPACT;
     loop {
         match registrations.recv_timeout(POLL) {
             Ok(reg) => {
@@ -106,6 +113,13 @@ pub(super) fn run(mut store: Store, registrations: Receiver<Registration>) {
                 // Our own commits do not move our data_version: look explicitly.
                 Ok(n) => changed |= n > 0,
                 Err(e) => tracing::warn!(store = store.label(), error = %e, "lease sweep failed"),
+            }
+        }
+        if Instant::now() >= next_compact {
+            next_compact = Instant::now() + AUTO_COMPACT;
+            match store.auto_compact(AUTO_COMPACT_KEEP) {
+                Ok(moved) => changed |= moved.is_some(),
+                Err(e) => tracing::warn!(store = store.label(), error = %e, "compaction failed"),
             }
         }
         match store.data_version() {
