@@ -161,7 +161,26 @@ impl EtcdServer {
 
     /// SIGSTOP: etcd hangs with its sockets open (a stuck server, not a dead one).
     pub fn pause(&self) -> HResult<()> {
-        self.signal("STOP")
+        self.signal("STOP")?;
+        // The signal is asynchronous: wait until the kernel shows the process stopped.
+        let stat = format!("/proc/{}/stat", self.pid().unwrap_or(0));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            // The state follows the parenthesised command name.
+            if text
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('T'))
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err(failed(
+            "pausing etcd",
+            format!("{stat} never showed state T"),
+        ))
     }
 
     /// SIGCONT after `pause`.

@@ -112,7 +112,7 @@ impl EtcdDatastore {
             ));
         }
         let endpoints = config.endpoints.clone();
-        let target = Target::new(config, tls);
+        let target = Target::new(config, tls, timeouts.request);
         let pool = Pool::new(&endpoints, opts, timeouts.request, MAX_DECODE);
         let ds = EtcdDatastore {
             pool: Arc::new(pool),
@@ -225,10 +225,11 @@ fn chain(e: &etcd_client::Error) -> String {
 pub(crate) struct Target {
     endpoints: String,
     hint: String,
+    request: Duration,
 }
 
 impl Target {
-    fn new(config: &EtcdConfig, tls: bool) -> Target {
+    fn new(config: &EtcdConfig, tls: bool, request: Duration) -> Target {
         let mut hint = String::from(
             "check that etcd runs there, or point ETCD_ENDPOINTS (comma-separated URLs) or \
              etcdEndpoints in calicoctl.cfg at it",
@@ -249,6 +250,7 @@ impl Target {
         Target {
             endpoints: config.endpoints.join(","),
             hint,
+            request,
         }
     }
 
@@ -267,6 +269,10 @@ impl Target {
 pub(crate) fn map_err(target: &Target, what: &str, e: etcd_client::Error) -> Error {
     use tonic::Code;
     match &e {
+        // tonic's per-request timeout (the same duration as ours) can fire first.
+        etcd_client::Error::GRpcStatus(s) if s.message() == "Timeout expired" => {
+            target.timed_out(target.request)
+        }
         etcd_client::Error::GRpcStatus(s) => {
             let msg = s.message();
             match s.code() {
