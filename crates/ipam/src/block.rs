@@ -487,6 +487,12 @@ impl AllocationBlock {
         self.attributes.get(index)?.handle()
     }
 
+    /// Records a write that changes no allocation (affinity changes, a rewrite that invalidates
+    /// stale copies): upstream increments the sequence number on every block update.
+    pub fn touch(&mut self) {
+        self.bump();
+    }
+
     /// Records a write: the next allocation carries a new sequence number. Wraps rather than
     /// panics on a hostile stored value.
     fn bump(&mut self) {

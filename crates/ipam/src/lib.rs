@@ -10,6 +10,15 @@
 //!   block' ──to_json──▶ CAS write (retry from the top on conflict)
 //! ```
 
+pub mod allocator;
 pub mod block;
+pub mod check;
+pub mod clock;
+pub mod model;
+pub mod pools;
 
+pub use allocator::{
+    AssignIpArgs, Assignments, Attrs, AutoAssignArgs, Ipam, IpamError, ReleaseResult,
+};
 pub use block::{AllocationAttribute, AllocationBlock, BlockError, ReleaseOutcome, ReleaseRequest};
+pub use check::{Problem, ProblemKind, Report, check, repair};

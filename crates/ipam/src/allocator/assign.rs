@@ -1,0 +1,633 @@
+//! Assignment: auto-assign (affine blocks → claim → borrow) and assignment of one address, with
+//! upstream's block-claim protocol and its crash recovery.
+//!
+//! Claim protocol: write a *pending* affinity, create the block with `affinity: host:<node>`,
+//! then *confirm* the affinity. Recovery, whenever a host looks at one of its affinities:
+//! - affinity (any state) but no block ⇒ mark pending and create the block (finish the claim);
+//! - block owned by someone else ⇒ the affinity is stale: delete it;
+//! - block ours but affinity not confirmed ⇒ pending, rewrite the block (invalidates anyone
+//!   working from an older copy, e.g. a half-done release), confirm.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::time::UNIX_EPOCH;
+
+use ipnet::IpNet;
+
+use super::store::{Versioned, is_race};
+use super::{
+    AssignIpArgs, Assignments, AutoAssignArgs, EMPTY_BLOCK_MIN_RECLAIM_AGE, Ipam, IpamError,
+    RETRIES, Result, family,
+};
+use crate::block::{AFFINITY_HOST, AllocationBlock, BlockError, ReleaseRequest};
+use crate::clock::{format_rfc3339, parse_rfc3339};
+use crate::model::{AffinityState, AffinityValue, IpamConfig};
+use crate::pools::{Pool, PoolRequest, Reservations, block_walk, select_pools, walk_seed};
+
+/// Outcome of looking for a block to allocate from.
+enum Found {
+    Block { cidr: IpNet, newly_claimed: bool },
+    NoFreeBlocks,
+    Limit,
+}
+
+/// One family's request, resolved.
+struct Request<'a> {
+    host: &'a str,
+    handle: Option<&'a str>,
+    attrs: BTreeMap<String, String>,
+    pools: Vec<Pool>,
+    reservations: Reservations,
+    config: IpamConfig,
+}
+
+fn host_affinity(host: &str) -> String {
+    format!("{AFFINITY_HOST}:{host}")
+}
+
+impl Ipam {
+    /// Assigns `num_v4` IPv4 and `num_v6` IPv6 addresses for `hostname` (upstream's AutoAssign).
+    /// All or nothing: when fewer addresses than requested can be found, the ones taken are
+    /// released again and the error names the pools and what to do.
+    pub async fn auto_assign(&self, args: &AutoAssignArgs) -> Result<Assignments> {
+        if args.hostname.is_empty() {
+            return Err(IpamError::Invalid(
+                "hostname is empty; name the node to assign for".into(),
+            ));
+        }
+        let config = self.config().await?;
+        let mut out = Assignments::default();
+        if args.num_v4 > 0 {
+            out.v4 = self.auto_assign_family(args, false, &config).await?;
+        }
+        if args.num_v6 > 0 {
+            match self.auto_assign_family(args, true, &config).await {
+                Ok(v6) => out.v6 = v6,
+                Err(e) => {
+                    let ips: Vec<IpAddr> = out.v4.iter().map(IpNet::addr).collect();
+                    self.undo(&ips, args.handle.as_deref()).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Releases addresses this call took, guarded by the handle (best effort: a failure here
+    /// leaves addresses that `check` reports and `release` frees).
+    async fn undo(&self, ips: &[IpAddr], handle: Option<&str>) {
+        let reqs: Vec<ReleaseRequest> = ips
+            .iter()
+            .map(|ip| ReleaseRequest {
+                ip: *ip,
+                handle: handle.map(str::to_string),
+                sequence_number: None,
+            })
+            .collect();
+        if !reqs.is_empty() {
+            let _ = self.release_ips(&reqs).await;
+        }
+    }
+
+    async fn auto_assign_family(
+        &self,
+        args: &AutoAssignArgs,
+        v6: bool,
+        config: &IpamConfig,
+    ) -> Result<Vec<IpNet>> {
+        let num = if v6 { args.num_v6 } else { args.num_v4 };
+        let host = args.hostname.as_str();
+        let node_labels = self.node_labels(host).await?;
+        let all_pools = self.pools().await?;
+        let pools = select_pools(
+            &all_pools,
+            &PoolRequest {
+                v6,
+                usage: args.usage,
+                requested: if v6 {
+                    &args.ipv6_pools
+                } else {
+                    &args.ipv4_pools
+                },
+                node_labels: &node_labels,
+                node: host,
+                namespace_labels: args.namespace_labels.as_ref(),
+            },
+        )?;
+        let req = Request {
+            host,
+            handle: args.handle.as_deref(),
+            attrs: args.attrs.to_map(),
+            reservations: self.reservations().await?,
+            config: *config,
+            pools,
+        };
+        let mut affine: VecDeque<IpNet> = self
+            .affine_blocks(host, v6)
+            .await?
+            .into_iter()
+            .filter(|b| req.pools.iter().any(|p| p.cidr.contains(b)))
+            .collect();
+        let mut owned = affine.len();
+        let mut limit = config.effective_max_blocks();
+        if args.max_blocks_per_host > 0
+            && (config.max_blocks_per_host == 0 || args.max_blocks_per_host < limit)
+        {
+            limit = args.max_blocks_per_host;
+        }
+
+        let mut got: Vec<IpNet> = Vec::new();
+        let mut rounds = 0;
+        while got.len() < num {
+            rounds += 1;
+            if rounds > RETRIES {
+                self.undo(&got.iter().map(IpNet::addr).collect::<Vec<_>>(), req.handle)
+                    .await;
+                return Err(IpamError::TooManyRetries(format!("blocks of node {host}")));
+            }
+            let allow_new = owned < limit as usize;
+            match self.find_or_claim(&req, &mut affine, allow_new, v6).await? {
+                Found::Block {
+                    cidr,
+                    newly_claimed,
+                } => {
+                    owned += usize::from(newly_claimed);
+                    let ips = self
+                        .assign_from_block(&req, &cidr, num - got.len(), true)
+                        .await?;
+                    got.extend(
+                        ips.into_iter()
+                            .filter_map(|ip| IpNet::new(ip, cidr.prefix_len()).ok()),
+                    );
+                }
+                Found::NoFreeBlocks => break,
+                Found::Limit => {
+                    self.undo(&got.iter().map(IpNet::addr).collect::<Vec<_>>(), req.handle)
+                        .await;
+                    return Err(IpamError::BlockLimit {
+                        node: host.to_string(),
+                        family: family(v6),
+                        owned,
+                        limit,
+                        pools: pool_names(&req.pools),
+                    });
+                }
+            }
+        }
+        if got.len() < num && !config.strict_affinity {
+            self.borrow(&req, v6, num, &mut got).await?;
+        }
+        if got.len() < num {
+            self.undo(&got.iter().map(IpNet::addr).collect::<Vec<_>>(), req.handle)
+                .await;
+            let detail = if config.strict_affinity {
+                " and strictAffinity forbids borrowing from other nodes' blocks".to_string()
+            } else if !config.auto_allocate_blocks {
+                " and autoAllocateBlocks is off".to_string()
+            } else {
+                String::new()
+            };
+            return Err(IpamError::Exhausted {
+                family: family(v6),
+                node: host.to_string(),
+                requested: num,
+                assigned: got.len(),
+                pools: pool_names(&req.pools),
+                detail,
+            });
+        }
+        Ok(got)
+    }
+
+    /// The host's affine blocks first (recovering half-done claims), then a new block.
+    async fn find_or_claim(
+        &self,
+        req: &Request<'_>,
+        affine: &mut VecDeque<IpNet>,
+        allow_new: bool,
+        v6: bool,
+    ) -> Result<Found> {
+        let reserved = |ip: IpAddr| req.reservations.contains(ip);
+        while let Some(cidr) = affine.pop_front() {
+            if req.reservations.covers(&cidr) {
+                continue;
+            }
+            for attempt in 0..RETRIES {
+                let Some(aff) = self.get_affinity(req.host, &cidr).await? else {
+                    break;
+                };
+                match self.block_from_affinity(req.host, &cidr, aff).await {
+                    Ok(Some(b)) if b.value.assignable_count(reserved) > 0 => {
+                        return Ok(Found::Block {
+                            cidr,
+                            newly_claimed: false,
+                        });
+                    }
+                    Ok(_) => break,
+                    Err(e) if is_race(&e) => self.backoff(attempt).await,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !allow_new {
+            return Ok(Found::Limit);
+        }
+        if !req.config.auto_allocate_blocks {
+            return Ok(Found::NoFreeBlocks);
+        }
+        for _ in 0..RETRIES {
+            let Some(subnet) = self.find_usable_block(req, v6).await? else {
+                return Ok(Found::NoFreeBlocks);
+            };
+            for attempt in 0..RETRIES {
+                let pending = match self.pending_affinity(req.host, &subnet).await {
+                    Ok(p) => p,
+                    Err(e) if is_race(&e) => {
+                        self.backoff(attempt).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match self.block_from_affinity(req.host, &subnet, pending).await {
+                    Ok(Some(b)) if b.value.assignable_count(reserved) > 0 => {
+                        return Ok(Found::Block {
+                            cidr: subnet,
+                            newly_claimed: true,
+                        });
+                    }
+                    Ok(_) => break,
+                    Err(e) if is_race(&e) => self.backoff(attempt).await,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(IpamError::TooManyRetries(format!(
+            "block claims of node {}",
+            req.host
+        )))
+    }
+
+    /// Writes a pending affinity for (host, subnet); an existing unconfirmed one becomes pending,
+    /// a confirmed one is returned as is.
+    pub(crate) async fn pending_affinity(
+        &self,
+        host: &str,
+        subnet: &IpNet,
+    ) -> Result<Versioned<AffinityValue>> {
+        match self
+            .create_affinity(host, subnet, AffinityState::Pending)
+            .await
+        {
+            Ok(rev) => Ok(Versioned {
+                value: AffinityValue::new(AffinityState::Pending),
+                rev,
+            }),
+            Err(IpamError::Datastore(calico_datastore::Error::AlreadyExists { .. })) => {
+                let Some(existing) = self.get_affinity(host, subnet).await? else {
+                    return Err(calico_datastore::Error::NotFound {
+                        key: subnet.to_string(),
+                    }
+                    .into());
+                };
+                if existing.value.state == AffinityState::Confirmed {
+                    return Ok(existing);
+                }
+                let rev = self
+                    .update_affinity(host, subnet, AffinityState::Pending, existing.rev)
+                    .await?;
+                Ok(Versioned {
+                    value: AffinityValue::new(AffinityState::Pending),
+                    rev,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The block an affinity refers to, finishing or undoing a half-done claim (see the module
+    /// comment). `Ok(None)`: the block belongs to someone else (the affinity was stale).
+    pub(crate) async fn block_from_affinity(
+        &self,
+        host: &str,
+        cidr: &IpNet,
+        aff: Versioned<AffinityValue>,
+    ) -> Result<Option<Versioned<AllocationBlock>>> {
+        let Some(block) = self.get_block(cidr).await? else {
+            let rev = if aff.value.state == AffinityState::Pending {
+                aff.rev
+            } else {
+                self.update_affinity(host, cidr, AffinityState::Pending, aff.rev)
+                    .await?
+            };
+            return self.claim_affine_block(host, cidr, rev).await;
+        };
+        if block.value.affinity.as_deref() != Some(host_affinity(host).as_str()) {
+            self.delete_affinity(host, cidr, Some(aff.rev)).await?;
+            return Ok(None);
+        }
+        if aff.value.state == AffinityState::Confirmed {
+            return Ok(Some(block));
+        }
+        let rev = match aff.value.state {
+            AffinityState::Pending => aff.rev,
+            _ => {
+                self.update_affinity(host, cidr, AffinityState::Pending, aff.rev)
+                    .await?
+            }
+        };
+        let mut value = block.value;
+        value.touch();
+        let block_rev = self.update_block(&value, block.rev).await?;
+        self.update_affinity(host, cidr, AffinityState::Confirmed, rev)
+            .await?;
+        Ok(Some(Versioned {
+            value,
+            rev: block_rev,
+        }))
+    }
+
+    /// Creates the block for a pending affinity and confirms the affinity. `Ok(None)`: another
+    /// host owns the block; our pending affinity is removed.
+    pub(crate) async fn claim_affine_block(
+        &self,
+        host: &str,
+        cidr: &IpNet,
+        aff_rev: i64,
+    ) -> Result<Option<Versioned<AllocationBlock>>> {
+        let mut block =
+            AllocationBlock::new(*cidr, Some(host_affinity(host)), self.initial_sequence())?;
+        block.affinity_claim_time = Some(format_rfc3339(self.clock.now()));
+        match self.create_block(&block).await {
+            Ok(rev) => {
+                self.confirm_affinity(host, cidr, aff_rev).await?;
+                Ok(Some(Versioned { value: block, rev }))
+            }
+            Err(IpamError::Datastore(calico_datastore::Error::AlreadyExists { .. })) => {
+                let Some(existing) = self.get_block(cidr).await? else {
+                    return Err(calico_datastore::Error::NotFound {
+                        key: cidr.to_string(),
+                    }
+                    .into());
+                };
+                if existing.value.affinity.as_deref() == Some(host_affinity(host).as_str()) {
+                    self.confirm_affinity(host, cidr, aff_rev).await?;
+                    return Ok(Some(existing));
+                }
+                // Someone else's block: drop our claim (a lost race here leaves a pending
+                // affinity, which counts as absent and is cleaned up next time).
+                let _ = self.delete_affinity(host, cidr, Some(aff_rev)).await;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn confirm_affinity(&self, host: &str, cidr: &IpNet, rev: i64) -> Result<()> {
+        match self
+            .update_affinity(host, cidr, AffinityState::Confirmed, rev)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match self.get_affinity(host, cidr).await? {
+                Some(a) if a.value.state == AffinityState::Confirmed => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// A block to claim: a free CIDR in the host's walk order, or one of the host's own blocks
+    /// with space, or (last) another node's block that has been empty for the minimum age.
+    async fn find_usable_block(&self, req: &Request<'_>, v6: bool) -> Result<Option<IpNet>> {
+        let existing: BTreeMap<IpNet, Versioned<AllocationBlock>> = self
+            .list_blocks(Some(v6))
+            .await?
+            .into_iter()
+            .map(|b| (b.value.cidr, b))
+            .collect();
+        let reserved = |ip: IpAddr| req.reservations.contains(ip);
+        let mine = host_affinity(req.host);
+        let mut empty = Vec::new();
+        for pool in &req.pools {
+            let seed = walk_seed(pool, req.host, (self.random)());
+            for subnet in block_walk(pool, seed) {
+                if req.reservations.covers(&subnet) {
+                    continue;
+                }
+                let Some(b) = existing.get(&subnet) else {
+                    return Ok(Some(subnet));
+                };
+                let free = b.value.assignable_count(reserved);
+                if b.value.affinity.as_deref() == Some(mine.as_str()) && free > 0 {
+                    return Ok(Some(subnet));
+                }
+                if b.value.is_empty() && free > 0 {
+                    empty.push(b);
+                }
+            }
+        }
+        let now = self.clock.now();
+        for b in empty {
+            let claimed = b
+                .value
+                .affinity_claim_time
+                .as_deref()
+                .and_then(parse_rfc3339)
+                .unwrap_or(UNIX_EPOCH);
+            if now.duration_since(claimed).unwrap_or_default() < EMPTY_BLOCK_MIN_RECLAIM_AGE {
+                continue;
+            }
+            let cidr = b.value.cidr;
+            let reclaimed = match b.value.host() {
+                Some(owner) => {
+                    let owner = owner.to_string();
+                    self.release_block_affinity(&owner, &cidr, true, Some(b.value.sequence_number))
+                        .await
+                }
+                // An empty block with no owner (left by an interrupted release): delete it.
+                None => self.delete_block(&cidr, b.rev).await.map(|_| true),
+            };
+            if matches!(reclaimed, Ok(true)) {
+                return Ok(Some(cidr));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes up to `num` addresses from one block (one CAS write, retried). With `affine_only`,
+    /// a block that is not (or no longer) ours under strictAffinity yields nothing.
+    async fn assign_from_block(
+        &self,
+        req: &Request<'_>,
+        cidr: &IpNet,
+        num: usize,
+        affine_only: bool,
+    ) -> Result<Vec<IpAddr>> {
+        let mine = host_affinity(req.host);
+        for attempt in 0..RETRIES {
+            let Some(b) = self.get_block(cidr).await? else {
+                return Ok(Vec::new());
+            };
+            if affine_only
+                && req.config.strict_affinity
+                && b.value.affinity.as_deref() != Some(mine.as_str())
+            {
+                return Ok(Vec::new());
+            }
+            let mut value = b.value;
+            let ips = value.auto_assign(num, req.handle, &req.attrs, |ip| {
+                req.reservations.contains(ip)
+            });
+            if ips.is_empty() {
+                return Ok(ips);
+            }
+            if let Some(h) = req.handle {
+                self.increment_handle(h, cidr, ips.len()).await?;
+            }
+            match self.update_block(&value, b.rev).await {
+                Ok(_) => return Ok(ips),
+                Err(e) => {
+                    if let Some(h) = req.handle {
+                        self.decrement_handle(h, cidr, ips.len()).await?;
+                    }
+                    if !is_race(&e) {
+                        return Err(e);
+                    }
+                    self.backoff(attempt).await;
+                }
+            }
+        }
+        Err(IpamError::TooManyRetries(format!("block {cidr}")))
+    }
+
+    /// Last resort without strictAffinity: free addresses in any existing block of the pools,
+    /// visited in the host's walk order.
+    async fn borrow(
+        &self,
+        req: &Request<'_>,
+        v6: bool,
+        num: usize,
+        got: &mut Vec<IpNet>,
+    ) -> Result<()> {
+        let reserved = |ip: IpAddr| req.reservations.contains(ip);
+        let blocks = self.list_blocks(Some(v6)).await?;
+        for pool in &req.pools {
+            let order: BTreeMap<IpNet, usize> =
+                block_walk(pool, walk_seed(pool, req.host, (self.random)()))
+                    .take(1 << 16)
+                    .enumerate()
+                    .map(|(i, b)| (b, i))
+                    .collect();
+            let mut candidates: Vec<&Versioned<AllocationBlock>> = blocks
+                .iter()
+                .filter(|b| {
+                    pool.cidr.contains(&b.value.cidr) && b.value.assignable_count(reserved) > 0
+                })
+                .collect();
+            candidates.sort_by_key(|b| order.get(&b.value.cidr).copied().unwrap_or(usize::MAX));
+            for b in candidates {
+                if got.len() >= num {
+                    return Ok(());
+                }
+                let cidr = b.value.cidr;
+                let ips = self
+                    .assign_from_block(req, &cidr, num - got.len(), false)
+                    .await?;
+                got.extend(
+                    ips.into_iter()
+                        .filter_map(|ip| IpNet::new(ip, cidr.prefix_len()).ok()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Assigns one specific address (upstream's AssignIP): it must be in an enabled pool; its
+    /// block is claimed for the host when it does not exist yet.
+    pub async fn assign_ip(&self, args: &AssignIpArgs) -> Result<()> {
+        let all = self.pools().await?;
+        let pool = all
+            .iter()
+            .filter(|p| !p.spec.is_disabled())
+            .filter_map(Pool::from_resource)
+            .find(|p| p.cidr.contains(&args.ip))
+            .ok_or(IpamError::NotInPool(args.ip))?;
+        let Some(cidr) = pool.block_for(args.ip) else {
+            return Err(IpamError::NotInPool(args.ip));
+        };
+        let config = self.config().await?;
+        let host = args.hostname.as_str();
+        let attrs = args.attrs.to_map();
+        for attempt in 0..RETRIES {
+            let b = match self.get_block(&cidr).await? {
+                Some(b) => b,
+                None => {
+                    let claimed = match self.pending_affinity(host, &cidr).await {
+                        Ok(p) => self.claim_affine_block(host, &cidr, p.rev).await,
+                        Err(e) => Err(e),
+                    };
+                    match claimed {
+                        Ok(Some(b)) => b,
+                        Ok(None) => continue,
+                        Err(e) if is_race(&e) => {
+                            self.backoff(attempt).await;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            if config.strict_affinity
+                && b.value.affinity.as_deref() != Some(host_affinity(host).as_str())
+            {
+                return Err(IpamError::StrictAffinity {
+                    ip: args.ip,
+                    block: cidr,
+                    owner: b.value.affinity.clone().unwrap_or_else(|| "no node".into()),
+                    node: host.to_string(),
+                });
+            }
+            let mut value = b.value;
+            match value.assign(args.ip, args.handle.as_deref(), &attrs) {
+                Ok(()) => {}
+                Err(BlockError::AlreadyAssigned { ip, cidr }) => {
+                    let handle = value
+                        .attribute_of(ip)
+                        .ok()
+                        .flatten()
+                        .and_then(|a| a.handle_id.clone())
+                        .unwrap_or_else(|| "(none)".into());
+                    return Err(IpamError::Taken {
+                        ip,
+                        handle,
+                        block: cidr,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(h) = &args.handle {
+                self.increment_handle(h, &cidr, 1).await?;
+            }
+            match self.update_block(&value, b.rev).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    if let Some(h) = &args.handle {
+                        self.decrement_handle(h, &cidr, 1).await?;
+                    }
+                    if !is_race(&e) {
+                        return Err(e);
+                    }
+                    self.backoff(attempt).await;
+                }
+            }
+        }
+        Err(IpamError::TooManyRetries(format!("block {cidr}")))
+    }
+}
+
+fn pool_names(pools: &[Pool]) -> String {
+    pools
+        .iter()
+        .map(|p| format!("{} ({})", p.name, p.cidr))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

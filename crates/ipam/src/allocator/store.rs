@@ -1,0 +1,286 @@
+//! Typed reads and single writes of IPAM keys and the resources IPAM reads. No retry loops here:
+//! callers decide what a lost compare-and-swap means.
+
+use std::collections::BTreeMap;
+
+use calico_api::resources::ipam::IPAMConfiguration;
+use calico_api::resources::ippool::IPPool;
+use calico_api::{Kind, Resource};
+use calico_datastore::resources::StoreError;
+use calico_datastore::{Error, Revision, keys};
+use ipnet::IpNet;
+
+use super::{Ipam, IpamError, Result};
+use crate::block::AllocationBlock;
+use crate::model::{
+    AffinityState, AffinityValue, HandleValue, IpamConfig, IpamConfigValue, parse_affinity_key,
+};
+use crate::pools::Reservations;
+
+/// A value with the revision it was read at (the CAS token).
+#[derive(Debug, Clone)]
+pub(crate) struct Versioned<T> {
+    pub value: T,
+    pub rev: Revision,
+}
+
+fn corrupt(key: &str, reason: impl ToString) -> IpamError {
+    IpamError::Corrupt {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Whether an error means "someone else wrote first": re-read and retry.
+pub(crate) fn is_race(e: &IpamError) -> bool {
+    matches!(
+        e,
+        IpamError::Datastore(
+            Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::NotFound { .. }
+        )
+    )
+}
+
+impl Ipam {
+    pub(crate) async fn get_block(
+        &self,
+        cidr: &IpNet,
+    ) -> Result<Option<Versioned<AllocationBlock>>> {
+        let key = keys::block_key(&cidr.to_string());
+        let Some(kv) = self.ds.get(&key).await? else {
+            return Ok(None);
+        };
+        let value = AllocationBlock::from_json(&kv.value).map_err(|e| corrupt(&key, e))?;
+        Ok(Some(Versioned {
+            value,
+            rev: kv.mod_revision,
+        }))
+    }
+
+    pub(crate) async fn create_block(&self, block: &AllocationBlock) -> Result<Revision> {
+        let key = keys::block_key(&block.cidr.to_string());
+        Ok(self.ds.create(&key, block.to_json(), None).await?)
+    }
+
+    pub(crate) async fn update_block(
+        &self,
+        block: &AllocationBlock,
+        rev: Revision,
+    ) -> Result<Revision> {
+        let key = keys::block_key(&block.cidr.to_string());
+        Ok(self.ds.update(&key, block.to_json(), rev).await?)
+    }
+
+    pub(crate) async fn delete_block(&self, cidr: &IpNet, rev: Revision) -> Result<()> {
+        self.ds
+            .delete(&keys::block_key(&cidr.to_string()), Some(rev))
+            .await?;
+        Ok(())
+    }
+
+    /// Every block of one family (or both), parsed; a corrupt block is an error naming its key.
+    pub(crate) async fn list_blocks(
+        &self,
+        v6: Option<bool>,
+    ) -> Result<Vec<Versioned<AllocationBlock>>> {
+        let prefixes: Vec<String> = match v6 {
+            Some(v6) => vec![keys::block_prefix(v6)],
+            None => vec![keys::block_prefix(false), keys::block_prefix(true)],
+        };
+        let mut out = Vec::new();
+        for prefix in prefixes {
+            for kv in self.ds.list(&prefix).await?.kvs {
+                let value =
+                    AllocationBlock::from_json(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
+                out.push(Versioned {
+                    value,
+                    rev: kv.mod_revision,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn get_affinity(
+        &self,
+        host: &str,
+        cidr: &IpNet,
+    ) -> Result<Option<Versioned<AffinityValue>>> {
+        let key = keys::affinity_key(host, &cidr.to_string());
+        let Some(kv) = self.ds.get(&key).await? else {
+            return Ok(None);
+        };
+        let value = AffinityValue::from_json(&kv.value).map_err(|e| corrupt(&key, e))?;
+        Ok(Some(Versioned {
+            value,
+            rev: kv.mod_revision,
+        }))
+    }
+
+    pub(crate) async fn create_affinity(
+        &self,
+        host: &str,
+        cidr: &IpNet,
+        state: AffinityState,
+    ) -> Result<Revision> {
+        let key = keys::affinity_key(host, &cidr.to_string());
+        Ok(self
+            .ds
+            .create(&key, AffinityValue::new(state).to_json(), None)
+            .await?)
+    }
+
+    pub(crate) async fn update_affinity(
+        &self,
+        host: &str,
+        cidr: &IpNet,
+        state: AffinityState,
+        rev: Revision,
+    ) -> Result<Revision> {
+        let key = keys::affinity_key(host, &cidr.to_string());
+        Ok(self
+            .ds
+            .update(&key, AffinityValue::new(state).to_json(), rev)
+            .await?)
+    }
+
+    pub(crate) async fn delete_affinity(
+        &self,
+        host: &str,
+        cidr: &IpNet,
+        rev: Option<Revision>,
+    ) -> Result<()> {
+        match self
+            .ds
+            .delete(&keys::affinity_key(host, &cidr.to_string()), rev)
+            .await
+        {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The block CIDRs `host` has an affinity for (any state), in one family.
+    pub(crate) async fn affine_blocks(&self, host: &str, v6: bool) -> Result<Vec<IpNet>> {
+        let prefix = format!(
+            "{}{}/block/",
+            keys::host_affinity_prefix(host),
+            if v6 { "ipv6" } else { "ipv4" }
+        );
+        Ok(self
+            .ds
+            .list(&prefix)
+            .await?
+            .kvs
+            .iter()
+            .filter_map(|kv| parse_affinity_key(&kv.key))
+            .filter(|(h, _)| h == host)
+            .map(|(_, cidr)| cidr)
+            .collect())
+    }
+
+    pub(crate) async fn get_handle(&self, id: &str) -> Result<Option<Versioned<HandleValue>>> {
+        let key = keys::handle_key(id);
+        let Some(kv) = self.ds.get(&key).await? else {
+            return Ok(None);
+        };
+        let value = HandleValue::from_json(&kv.value).map_err(|e| corrupt(&key, e))?;
+        Ok(Some(Versioned {
+            value,
+            rev: kv.mod_revision,
+        }))
+    }
+
+    /// IPAM settings: `/calico/ipam/v2/config` when present (upstream's own key), else the v3
+    /// `IPAMConfiguration` named `default`, else upstream's defaults.
+    pub async fn config(&self) -> Result<IpamConfig> {
+        let key = keys::ipam_config_key();
+        if let Some(kv) = self.ds.get(&key).await? {
+            let v: IpamConfigValue =
+                serde_json::from_slice(&kv.value).map_err(|e| corrupt(&key, e))?;
+            return Ok(IpamConfig::from(&v));
+        }
+        match self
+            .resources
+            .get(Kind::IPAMConfiguration, None, "default")
+            .await
+        {
+            Ok(Resource::IPAMConfiguration(IPAMConfiguration { spec, .. })) => Ok(IpamConfig {
+                strict_affinity: spec.strict_affinity,
+                auto_allocate_blocks: spec.auto_allocate(),
+                max_blocks_per_host: u32::try_from(spec.max_blocks_per_host.max(0)).unwrap_or(0),
+            }),
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(IpamConfig::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the IPAM settings (upstream's `SetIPAMConfig`: validated, then stored at
+    /// `/calico/ipam/v2/config`).
+    pub async fn set_config(&self, config: IpamConfig) -> Result<()> {
+        config.validate().map_err(IpamError::Invalid)?;
+        let key = keys::ipam_config_key();
+        let value = serde_json::to_vec(&IpamConfigValue::from(&config)).unwrap_or_default();
+        for _ in 0..super::RETRIES {
+            let r = match self.ds.get(&key).await? {
+                Some(kv) => self.ds.update(&key, value.clone(), kv.mod_revision).await,
+                None => self.ds.create(&key, value.clone(), None).await,
+            };
+            match r {
+                Ok(_) => return Ok(()),
+                Err(
+                    Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::NotFound { .. },
+                ) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IpamError::TooManyRetries(key))
+    }
+
+    /// Every IP pool (enabled or not).
+    pub async fn pools(&self) -> Result<Vec<IPPool>> {
+        Ok(self
+            .resources
+            .list(Kind::IPPool, None)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                Resource::IPPool(p) => Some(p),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub(crate) async fn reservations(&self) -> Result<Reservations> {
+        let list = self.resources.list(Kind::IPReservation, None).await?;
+        let cidrs: Vec<String> = list
+            .into_iter()
+            .filter_map(|r| match r {
+                Resource::IPReservation(r) => Some(r.spec.reserved_cidrs),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        Ok(Reservations::new(cidrs.iter().map(String::as_str)))
+    }
+
+    /// The node's labels; upstream refuses to assign for a node it does not know.
+    pub(crate) async fn node_labels(&self, node: &str) -> Result<BTreeMap<String, String>> {
+        match self.resources.get(Kind::Node, None, node).await {
+            Ok(r) => Ok(r.metadata().labels.clone().unwrap_or_default()),
+            Err(StoreError::NotFound { .. }) => Err(IpamError::NodeMissing(node.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A new block's first sequence number: the clock in nanoseconds (as upstream), so a deleted
+    /// and re-created block never repeats sequence numbers.
+    pub(crate) fn initial_sequence(&self) -> u64 {
+        let now = self.clock.now();
+        let nanos = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX) | ((self.random)() & 0xffff)
+    }
+}
