@@ -37,7 +37,11 @@ impl DatastoreConfig {
     /// `ETCD_KEY_FILE`, `ETCD_USERNAME`, `ETCD_PASSWORD`, `EMBEDDED_DATASTORE_PATH` from `vars`.
     /// Returns `None` when `DATASTORE_TYPE` is unset and no etcd endpoint is given.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Option<DatastoreConfig>> {
-        let get = |k: &str| vars.get(k).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let get = |k: &str| {
+            vars.get(k)
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
         let ty = get("DATASTORE_TYPE");
         let endpoints = get("ETCD_ENDPOINTS");
         let ty = match (ty, &endpoints) {
@@ -64,7 +68,10 @@ impl DatastoreConfig {
     /// Parses a CalicoAPIConfig document (YAML or JSON).
     pub fn from_calico_api_config(text: &str, origin: &Path) -> Result<DatastoreConfig> {
         let doc: ApiConfigDoc = serde_saphyr::from_str(text).map_err(|e| {
-            Error::Config(format!("{}: not a valid CalicoAPIConfig: {e}", origin.display()))
+            Error::Config(format!(
+                "{}: not a valid CalicoAPIConfig: {e}",
+                origin.display()
+            ))
         })?;
         if doc.kind != "CalicoAPIConfig" {
             return Err(Error::Config(format!(
@@ -97,9 +104,8 @@ impl DatastoreConfig {
         vars: &HashMap<String, String>,
     ) -> Result<DatastoreConfig> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| {
-                Error::Config(format!("cannot read config file {}: {e}", p.display()))
-            })
+            std::fs::read_to_string(p)
+                .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", p.display())))
         };
         if let Some(p) = config_file {
             return Self::from_calico_api_config(&read(p)?, p);
@@ -111,7 +117,9 @@ impl DatastoreConfig {
         if default.exists() {
             return Self::from_calico_api_config(&read(default)?, default);
         }
-        Ok(DatastoreConfig::Embedded(EmbeddedConfig { path: DEFAULT_EMBEDDED_PATH.into() }))
+        Ok(DatastoreConfig::Embedded(EmbeddedConfig {
+            path: DEFAULT_EMBEDDED_PATH.into(),
+        }))
     }
 
     fn build(ty: &str, f: Fields, field: &str) -> Result<DatastoreConfig> {
@@ -148,7 +156,10 @@ impl DatastoreConfig {
                 }))
             }
             "embedded" => Ok(DatastoreConfig::Embedded(EmbeddedConfig {
-                path: f.embedded_path.unwrap_or_else(|| DEFAULT_EMBEDDED_PATH.into()).into(),
+                path: f
+                    .embedded_path
+                    .unwrap_or_else(|| DEFAULT_EMBEDDED_PATH.into())
+                    .into(),
             })),
             "kubernetes" => Ok(DatastoreConfig::Kubernetes),
             other => Err(Error::Config(format!(
@@ -218,19 +229,29 @@ mod tests {
     use super::*;
 
     fn vars(kv: &[(&str, &str)]) -> HashMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn env_etcd() {
         let c = DatastoreConfig::from_vars(&vars(&[
             ("DATASTORE_TYPE", "etcdv3"),
-            ("ETCD_ENDPOINTS", "http://10.0.0.1:2379, http://10.0.0.2:2379"),
+            (
+                "ETCD_ENDPOINTS",
+                "http://10.0.0.1:2379, http://10.0.0.2:2379",
+            ),
         ]))
         .unwrap()
         .unwrap();
-        let DatastoreConfig::Etcd(e) = c else { panic!("not etcd") };
-        assert_eq!(e.endpoints, vec!["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+        let DatastoreConfig::Etcd(e) = c else {
+            panic!("not etcd")
+        };
+        assert_eq!(
+            e.endpoints,
+            vec!["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
     }
 
     #[test]
@@ -238,7 +259,12 @@ mod tests {
         let c = DatastoreConfig::from_vars(&vars(&[("DATASTORE_TYPE", "embedded")]))
             .unwrap()
             .unwrap();
-        assert_eq!(c, DatastoreConfig::Embedded(EmbeddedConfig { path: DEFAULT_EMBEDDED_PATH.into() }));
+        assert_eq!(
+            c,
+            DatastoreConfig::Embedded(EmbeddedConfig {
+                path: DEFAULT_EMBEDDED_PATH.into()
+            })
+        );
     }
 
     #[test]
@@ -250,14 +276,19 @@ mod tests {
     #[test]
     fn unknown_type_is_refused() {
         let e = DatastoreConfig::from_vars(&vars(&[("DATASTORE_TYPE", "zookeeper")])).unwrap_err();
-        assert!(e.to_string().contains("etcdv3, embedded or kubernetes"), "{e}");
+        assert!(
+            e.to_string().contains("etcdv3, embedded or kubernetes"),
+            "{e}"
+        );
     }
 
     #[test]
     fn calico_api_config_file() {
         let text = "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata:\nspec:\n  datastoreType: etcdv3\n  etcdEndpoints: https://etcd:2379\n  etcdCACertFile: /ca.pem\n";
         let c = DatastoreConfig::from_calico_api_config(text, Path::new("x.cfg")).unwrap();
-        let DatastoreConfig::Etcd(e) = c else { panic!("not etcd") };
+        let DatastoreConfig::Etcd(e) = c else {
+            panic!("not etcd")
+        };
         assert_eq!(e.ca_cert_file.as_deref(), Some(Path::new("/ca.pem")));
     }
 }

@@ -10,10 +10,21 @@ pub enum Error {
     NotFound { key: String },
     #[error("{key} already exists")]
     AlreadyExists { key: String },
-    #[error("{key} was modified concurrently (expected revision {expected}, found {actual}); re-read it and retry")]
-    Conflict { key: String, expected: Revision, actual: Revision },
-    #[error("revision {requested} has been compacted (oldest kept: {compacted}); relist and watch again")]
-    Compacted { requested: Revision, compacted: Revision },
+    #[error(
+        "{key} was modified concurrently (expected revision {expected}, found {actual}); re-read it and retry"
+    )]
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
+    #[error(
+        "revision {requested} has been compacted (oldest kept: {compacted}); relist and watch again"
+    )]
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     #[error("cannot reach the datastore at {endpoint}: {reason}")]
     Unavailable { endpoint: String, reason: String },
     #[error("invalid datastore configuration: {0}")]

@@ -53,15 +53,26 @@ fn family(cidr: &str) -> &'static str {
 }
 
 pub fn block_key(cidr: &str) -> String {
-    format!("{IPAM_ROOT}assignment/{}/block/{}", family(cidr), cidr_segment(cidr))
+    format!(
+        "{IPAM_ROOT}assignment/{}/block/{}",
+        family(cidr),
+        cidr_segment(cidr)
+    )
 }
 
 pub fn block_prefix(ipv6: bool) -> String {
-    format!("{IPAM_ROOT}assignment/{}/block/", if ipv6 { "ipv6" } else { "ipv4" })
+    format!(
+        "{IPAM_ROOT}assignment/{}/block/",
+        if ipv6 { "ipv6" } else { "ipv4" }
+    )
 }
 
 pub fn affinity_key(host: &str, cidr: &str) -> String {
-    format!("{IPAM_ROOT}host/{host}/{}/block/{}", family(cidr), cidr_segment(cidr))
+    format!(
+        "{IPAM_ROOT}host/{host}/{}/block/{}",
+        family(cidr),
+        cidr_segment(cidr)
+    )
 }
 
 pub fn host_affinity_prefix(host: &str) -> String {
@@ -98,12 +109,18 @@ mod tests {
             resource_key(Kind::WorkloadEndpoint, Some("default"), "n1-k8s-p-eth0"),
             "/calico/resources/v3/projectcalico.org/workloadendpoints/default/n1-k8s-p-eth0"
         );
-        assert_eq!(block_key("10.0.0.0/26"), "/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26");
+        assert_eq!(
+            block_key("10.0.0.0/26"),
+            "/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26"
+        );
         assert_eq!(
             affinity_key("node1", "fd00::/122"),
             "/calico/ipam/v2/host/node1/ipv6/block/fd00::-122"
         );
-        assert_eq!(handle_key("k8s-pod-network.abc"), "/calico/ipam/v2/handle/k8s-pod-network.abc");
+        assert_eq!(
+            handle_key("k8s-pod-network.abc"),
+            "/calico/ipam/v2/handle/k8s-pod-network.abc"
+        );
     }
 
     #[test]

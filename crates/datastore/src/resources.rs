@@ -13,7 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{kind}({name}) is not valid: {errors}")]
-    Invalid { kind: Kind, name: String, errors: ValidationErrors },
+    Invalid {
+        kind: Kind,
+        name: String,
+        errors: ValidationErrors,
+    },
     #[error("resource does not exist: {kind}({name})")]
     NotFound { kind: Kind, name: String },
     #[error("resource already exists: {kind}({name})")]
@@ -21,9 +25,18 @@ pub enum StoreError {
     #[error(
         "update conflict: {kind}({name}) has resourceVersion {actual}, not {expected}; get it again and reapply your change"
     )]
-    Conflict { kind: Kind, name: String, expected: Revision, actual: Revision },
+    Conflict {
+        kind: Kind,
+        name: String,
+        expected: Revision,
+        actual: Revision,
+    },
     #[error("{kind}({name}): metadata.resourceVersion {value:?} is not a number")]
-    BadResourceVersion { kind: Kind, name: String, value: String },
+    BadResourceVersion {
+        kind: Kind,
+        name: String,
+        value: String,
+    },
     #[error(transparent)]
     Datastore(#[from] Error),
 }
@@ -43,7 +56,10 @@ pub struct ResourceStore {
 
 impl ResourceStore {
     pub fn new(ds: Arc<dyn Datastore>) -> Self {
-        ResourceStore { ds, now: SystemTime::now }
+        ResourceStore {
+            ds,
+            now: SystemTime::now,
+        }
     }
 
     /// For tests: a fixed clock for creationTimestamp.
@@ -56,12 +72,18 @@ impl ResourceStore {
     }
 
     fn ns(kind: Kind, ns: Option<&str>) -> Option<&str> {
-        if kind.namespaced() { Some(ns.unwrap_or("default")) } else { None }
+        if kind.namespaced() {
+            Some(ns.unwrap_or("default"))
+        } else {
+            None
+        }
     }
 
     fn decode(kind: Kind, kv: &KeyValue) -> Result<Resource, StoreError> {
-        let mut r = Resource::from_json(kind, &kv.value)
-            .map_err(|e| Error::Corrupt { key: kv.key.clone(), reason: e.to_string() })?;
+        let mut r = Resource::from_json(kind, &kv.value).map_err(|e| Error::Corrupt {
+            key: kv.key.clone(),
+            reason: e.to_string(),
+        })?;
         r.metadata_mut().resource_version = Some(kv.mod_revision.to_string());
         Ok(r)
     }
@@ -75,11 +97,14 @@ impl ResourceStore {
     fn expected_revision(r: &Resource) -> Result<Option<Revision>, StoreError> {
         match r.metadata().resource_version.as_deref() {
             None | Some("") => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| StoreError::BadResourceVersion {
-                kind: r.kind(),
-                name: r.name().to_string(),
-                value: v.to_string(),
-            }),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| StoreError::BadResourceVersion {
+                    kind: r.kind(),
+                    name: r.name().to_string(),
+                    value: v.to_string(),
+                }),
         }
     }
 
@@ -88,11 +113,19 @@ impl ResourceStore {
         prepare(r)
     }
 
-    pub async fn get(&self, kind: Kind, ns: Option<&str>, name: &str) -> Result<Resource, StoreError> {
+    pub async fn get(
+        &self,
+        kind: Kind,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Resource, StoreError> {
         let ns = Self::ns(kind, ns);
         match self.ds.get(&keys::resource_key(kind, ns, name)).await? {
             Some(kv) => Self::decode(kind, &kv),
-            None => Err(StoreError::NotFound { kind, name: display_name(ns, name) }),
+            None => Err(StoreError::NotFound {
+                kind,
+                name: display_name(ns, name),
+            }),
         }
     }
 
@@ -150,7 +183,12 @@ impl ResourceStore {
         let current_rev = Self::expected_revision(&current)?.unwrap_or_default();
         let expected = Self::expected_revision(&r)?.unwrap_or(current_rev);
         if expected != current_rev {
-            return Err(StoreError::Conflict { kind, name, expected, actual: current_rev });
+            return Err(StoreError::Conflict {
+                kind,
+                name,
+                expected,
+                actual: current_rev,
+            });
         }
         self.write_over(r, &current, expected).await
     }
@@ -190,7 +228,11 @@ impl ResourceStore {
         let kind = r.kind();
         let name = display_name(r.namespace(), r.name());
         r.validate_update(current)
-            .map_err(|errors| StoreError::Invalid { kind, name: name.clone(), errors })?;
+            .map_err(|errors| StoreError::Invalid {
+                kind,
+                name: name.clone(),
+                errors,
+            })?;
         let meta = r.metadata_mut();
         meta.uid = current.metadata().uid.clone();
         meta.creation_timestamp = current.metadata().creation_timestamp.clone();
@@ -200,9 +242,14 @@ impl ResourceStore {
                 r.metadata_mut().resource_version = Some(rev.to_string());
                 Ok(r)
             }
-            Err(Error::Conflict { expected, actual, .. }) => {
-                Err(StoreError::Conflict { kind, name, expected, actual })
-            }
+            Err(Error::Conflict {
+                expected, actual, ..
+            }) => Err(StoreError::Conflict {
+                kind,
+                name,
+                expected,
+                actual,
+            }),
             Err(Error::NotFound { .. }) => Err(StoreError::NotFound { kind, name }),
             Err(e) => Err(e.into()),
         }
@@ -222,9 +269,14 @@ impl ResourceStore {
         match self.ds.delete(&key, expected).await {
             Ok(kv) => Self::decode(kind, &kv),
             Err(Error::NotFound { .. }) => Err(StoreError::NotFound { kind, name: dname }),
-            Err(Error::Conflict { expected, actual, .. }) => {
-                Err(StoreError::Conflict { kind, name: dname, expected, actual })
-            }
+            Err(Error::Conflict {
+                expected, actual, ..
+            }) => Err(StoreError::Conflict {
+                kind,
+                name: dname,
+                expected,
+                actual,
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -257,7 +309,12 @@ fn new_uid() -> String {
     // an identifier that is informational only (nothing keys on it).
     let draw = || {
         let mut h = RandomState::new().build_hasher();
-        h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos());
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
         h.finish()
     };
     let (a, b) = (draw(), draw());
@@ -267,7 +324,14 @@ fn new_uid() -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// `2025-03-11T17:26:46Z`.
@@ -300,7 +364,10 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_741_714_006)), "2025-03-11T17:26:46Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_741_714_006)),
+            "2025-03-11T17:26:46Z"
+        );
     }
 
     #[test]
