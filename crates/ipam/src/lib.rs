@@ -1,13 +1,17 @@
-//! Calico IPAM.
+//! Calico IPAM: upstream's block allocator over our datastore.
 //!
-//! `block` owns one `AllocationBlock` (a small CIDR carved from an IP pool, stored at
-//! `/calico/ipam/v2/assignment/ipv4/block/<cidr>`) and every operation on it as pure functions
-//! over the value: no datastore, no clock, no randomness. The datastore-backed allocator reads a
-//! block, applies one of these operations, and writes it back with compare-and-swap.
+//! Pure modules (no I/O, no clock, no randomness of their own):
+//! - `block`: one `AllocationBlock` and every operation on it;
+//! - `model`: the other stored values (affinities, handles, IPAM config) in upstream's JSON;
+//! - `pools`: pool selection, IPReservations, the host's pseudo-random block order.
+//!
+//! The edge: `allocator` (`Ipam`: auto-assign, assign, release, config) reads and writes the
+//! datastore with compare-and-swap loops; `check` cross-checks the stored state and repairs
+//! what crashes leave; `usage` totals per pool and block for `calicoctl ipam show`.
 //!
 //! ```text
-//!   etcd bytes ──AllocationBlock::from_json (checked)──▶ block ──auto_assign/assign/release──▶
-//!   block' ──to_json──▶ CAS write (retry from the top on conflict)
+//!   etcd bytes ──from_json (checked)──▶ block ──auto_assign/assign/release──▶
+//!   block' ──to_json──▶ CAS write (retry from the top on conflict, at most 100 times)
 //! ```
 
 pub mod allocator;
@@ -16,9 +20,11 @@ pub mod check;
 pub mod clock;
 pub mod model;
 pub mod pools;
+pub mod usage;
 
 pub use allocator::{
     AssignIpArgs, Assignments, Attrs, AutoAssignArgs, Ipam, IpamError, ReleaseResult,
 };
 pub use block::{AllocationAttribute, AllocationBlock, BlockError, ReleaseOutcome, ReleaseRequest};
 pub use check::{Problem, ProblemKind, Report, check, repair};
+pub use usage::{BlockUsage, PoolUsage};

@@ -63,6 +63,16 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
+/// The record file: each line goes out in one `write` call, so a kill never splits a line
+/// mid-way unless the kernel does (the reader ignores an unterminated last line).
+struct Record(std::fs::File);
+
+impl Record {
+    fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+        self.0.write_all(std::fmt::format(args).as_bytes())
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = parse_args()?;
@@ -71,11 +81,12 @@ async fn main() -> Result<()> {
         DatastoreConfig::from_vars(&vars)?.context("set DATASTORE_TYPE (etcdv3 or embedded)")?;
     let ds = calico_datastore::connect(&config).await?;
     let ipam = Ipam::new(ds);
-    let mut out = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&args.out)
         .with_context(|| args.out.clone())?;
+    let mut out = Record(file);
     let mut held: VecDeque<(String, IpAddr)> = VecDeque::new();
     let mut latencies = Vec::with_capacity(args.ops);
     for i in 0..args.ops {
