@@ -4,8 +4,8 @@
 //! level with `-R`), in lexical order, as upstream's file iterator does. Any file that cannot be
 //! read or parsed fails the whole command, so a bad document never leaves half a file applied.
 
-use crate::codec;
 use calico_api::Resource;
+use calico_api::codec;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -64,8 +64,9 @@ fn read(path: &Path) -> Result<String, InputError> {
 }
 
 fn from_text(text: &str, origin: &str, skip_empty: bool) -> Result<Vec<Resource>, InputError> {
+    // The codec's error carries line and column; the origin names the file they are in.
     let resources =
-        codec::parse(text).map_err(|e| InputError::Invalid(format!("{origin}: {e}")))?;
+        codec::parse_documents(text).map_err(|e| InputError::Invalid(format!("{origin}: {e}")))?;
     if resources.is_empty() && !skip_empty {
         return Err(InputError::Empty(format!(
             "no resources specified in file {origin}"

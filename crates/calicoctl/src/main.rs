@@ -10,7 +10,6 @@
 
 mod args;
 mod client;
-mod codec;
 mod crud;
 mod edit;
 mod get;

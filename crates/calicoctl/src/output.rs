@@ -5,8 +5,12 @@
 //! YAML keys are sorted (upstream goes through sigs.k8s.io/yaml); JSON follows Go's struct
 //! order (`kind`, `apiVersion`, `metadata`, `items`), escapes `<`, `>` and `&` as Go's encoder
 //! does, and ends without a newline, exactly like upstream's printer.
+//!
+//! The encodings themselves (key order, number shapes) are `calico_api::codec`'s; YAML listings
+//! are its `list_to_yaml` as they stand. Only the shapes upstream's printer adds around them
+//! (sequences of named resources, Go's JSON struct order and escaping) are built here.
 
-use crate::codec;
+use calico_api::codec;
 use calico_api::{API_VERSION, Kind, Resource};
 
 /// What `get` found.
@@ -23,28 +27,34 @@ pub enum Found {
 
 pub fn yaml(found: &Found) -> String {
     match found {
-        Found::Named(rs) if rs.len() == 1 => codec::to_yaml(&rs[0]),
+        Found::Named(rs) if rs.len() == 1 => resource_yaml(&rs[0]),
         Found::Named(rs) => sequence(rs),
         Found::Listing {
             kind,
             items,
             revision,
-        } => {
-            let mut out = format!("apiVersion: {API_VERSION}\n");
-            if items.is_empty() {
-                out.push_str("items: []\n");
-            } else {
-                out.push_str("items:\n");
-                out.push_str(&sequence(items));
-            }
-            out.push_str(&format!("kind: {}List\nmetadata:", kind.name()));
-            match revision {
-                Some(r) => out.push_str(&format!("\n  resourceVersion: \"{r}\"\n")),
-                None => out.push_str(" {}\n"),
-            }
-            out
-        }
+        } => codec::list_to_yaml(
+            Some(*kind),
+            items,
+            revision.map(|r| r.to_string()).as_deref(),
+        ),
     }
+}
+
+/// One resource as a YAML document, ending in a newline.
+fn resource_yaml(r: &Resource) -> String {
+    let mut s = codec::to_yaml(std::slice::from_ref(r));
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// One resource as indented JSON (two spaces), without the trailing newline.
+fn resource_json(r: &Resource) -> String {
+    codec::to_json(std::slice::from_ref(r))
+        .trim_end()
+        .to_string()
 }
 
 /// A YAML block sequence of resources, each item's lines indented under its `- `.
@@ -54,7 +64,7 @@ fn sequence(rs: &[Resource]) -> String {
     }
     let mut out = String::new();
     for r in rs {
-        for (i, line) in codec::to_yaml(r).lines().enumerate() {
+        for (i, line) in resource_yaml(r).lines().enumerate() {
             out.push_str(if i == 0 { "- " } else { "  " });
             out.push_str(line);
             out.push('\n');
@@ -65,7 +75,7 @@ fn sequence(rs: &[Resource]) -> String {
 
 pub fn json(found: &Found) -> String {
     let text = match found {
-        Found::Named(rs) if rs.len() == 1 => codec::to_json(&rs[0]),
+        Found::Named(rs) if rs.len() == 1 => resource_json(&rs[0]),
         Found::Named(rs) => array(rs, ""),
         Found::Listing {
             kind,
@@ -94,7 +104,7 @@ fn array(rs: &[Resource], indent: &str) -> String {
     let items: Vec<String> = rs
         .iter()
         .map(|r| {
-            let body = codec::to_json(r);
+            let body = resource_json(r);
             let inner = format!("{indent}  ");
             let lines: Vec<String> = body.lines().map(|l| format!("{inner}{l}")).collect();
             lines.join("\n")
@@ -126,7 +136,7 @@ mod tests {
     use super::*;
 
     fn pools() -> Vec<Resource> {
-        codec::parse(
+        codec::parse_documents(
             "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: a\nspec:\n  cidr: 10.0.0.0/16\n  nodeSelector: a == 'x' && !has(b)\n---\n\
              apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: b\nspec:\n  cidr: 10.1.0.0/16\n",
         )
@@ -146,7 +156,7 @@ mod tests {
             y.ends_with("kind: IPPoolList\nmetadata:\n  resourceVersion: \"7\"\n"),
             "{y}"
         );
-        assert_eq!(codec::parse(&y).expect("listing parses back"), rs);
+        assert_eq!(codec::parse_documents(&y).expect("listing parses back"), rs);
         let empty = yaml(&Found::Listing {
             kind: Kind::IPPool,
             items: vec![],
@@ -171,7 +181,10 @@ mod tests {
             two.starts_with("- apiVersion: projectcalico.org/v3\n  kind: IPPool\n"),
             "{two}"
         );
-        assert_eq!(codec::parse(&two).expect("sequence parses back"), rs);
+        assert_eq!(
+            codec::parse_documents(&two).expect("sequence parses back"),
+            rs
+        );
     }
 
     #[test]
@@ -185,7 +198,7 @@ mod tests {
         assert!(j.starts_with("{\n  \"kind\": \"IPPoolList\",\n  \"apiVersion\": \"projectcalico.org/v3\",\n  \"metadata\": {\n    \"resourceVersion\": \"7\"\n  },\n  \"items\": [\n    {\n"), "{j}");
         assert!(j.ends_with("\n  ]\n}"), "{j}");
         assert!(j.contains(r"a == 'x' \u0026\u0026 !has(b)"), "{j}");
-        assert_eq!(codec::parse(&j).expect("json parses back"), rs);
+        assert_eq!(codec::parse_documents(&j).expect("json parses back"), rs);
         assert_eq!(names(&Found::Named(rs)), "ippool/a\nippool/b\n");
     }
 }

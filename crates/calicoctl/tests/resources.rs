@@ -213,8 +213,23 @@ fn one_bad_document_writes_nothing() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("bogus"), "{}", r.stderr);
+    // The file, then the codec's line and column of the offending field.
+    assert!(
+        r.stderr
+            .contains("dir/b.yaml: line 7, column 3: unknown field `bogus`, expected one of cidr"),
+        "{}",
+        r.stderr
+    );
     assert_nothing_written(&ctl);
+    // Standard input is named as such; a JSON document's position is reported the same way.
+    let r = ctl.run_stdin(
+        &["apply", "-f", "-"],
+        Some("{\"kind\": \"IPPool\", \"apiVersion\": \"projectcalico.org/v3\",\n \"metadata\": {\"name\": \"j\"}, \"spec\": {\"cidr\": 5}}\n"),
+    );
+    assert_eq!(
+        r.failed().stderr,
+        "failed to execute command: stdin: line 2, column 46: invalid type: integer `5`, expected a string\n"
+    );
     // The same directory without the bad file applies both.
     std::fs::remove_file(dir.join("b.yaml")).unwrap();
     ctl.file("dir/c.yml", &pool("c", "10.22.0.0/16", ""));
