@@ -17,7 +17,7 @@
 use crate::args::{self, Target};
 use crate::client;
 use crate::input::{self, InputError};
-use calico_api::Resource;
+use calico_api::{Kind, Resource};
 use calico_datastore::Revision;
 use calico_datastore::resources::{self, ResourceStore, StoreError};
 use std::collections::HashSet;
@@ -156,6 +156,12 @@ pub async fn run(action: Action, o: &Opts) -> Outcome {
             }
         }
     }
+    if res.res_errs.is_empty() {
+        match pool_overlaps(&store, &todo).await {
+            Ok(errs) => res.res_errs = errs,
+            Err(e) => res.res_errs = vec![e],
+        }
+    }
     if !res.res_errs.is_empty() {
         return report(action, &res);
     }
@@ -209,7 +215,7 @@ async fn preflight(
     t: &Target,
     o: &Opts,
 ) -> Result<bool, Stop> {
-    if action == Action::Apply && t.kind == calico_api::Kind::ClusterInformation {
+    if action == Action::Apply && t.kind == Kind::ClusterInformation {
         // calico-node owns it; upstream refuses apply the same way.
         return Err(Stop::Resource(
             "operation apply is not supported on ClusterInformation: resource is readonly".into(),
@@ -239,6 +245,42 @@ async fn preflight(
             Ok(false)
         }
     }
+}
+
+/// IPPools of the input that would overlap another pool once everything is written: a stored
+/// pool, or another pool of the same input (the store checks each write only against what is
+/// already stored, so two new overlapping pools would otherwise both pass one by one).
+async fn pool_overlaps(
+    store: &ResourceStore,
+    todo: &[(Resource, bool)],
+) -> Result<Vec<String>, String> {
+    let writing: Vec<&Resource> = todo
+        .iter()
+        .filter(|(r, skip)| !skip && r.kind() == Kind::IPPool)
+        .map(|(r, _)| r)
+        .collect();
+    if writing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored = client::bounded(store.list(Kind::IPPool, None))
+        .await
+        .map_err(|e| client::store_error(&e))?;
+    // Stored pools the input does not replace, then each input pool against those and the input
+    // pools before it, so an overlapping pair is reported once, at the later one (the one
+    // upstream, writing in order, would refuse).
+    let kept: Vec<&Resource> = stored
+        .iter()
+        .filter(|s| !writing.iter().any(|w| w.name() == s.name()))
+        .collect();
+    Ok(writing
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let others = kept.iter().chain(&writing[..i]).copied();
+            resources::check_pool_overlap(w, others).err()
+        })
+        .map(|e| client::store_error(&e))
+        .collect())
 }
 
 /// A resourceVersion given by the user must be the stored one (upstream: "update conflict").

@@ -1,7 +1,9 @@
 //! Typed access to v3 resources: `Resource` ⇄ (key, JSON), `resourceVersion` = mod revision.
 //!
 //! Every write is validated first and is a single compare-and-swap, so a rejected resource or a
-//! lost race changes nothing.
+//! lost race changes nothing. An IPPool write also reads the other pools first and is refused
+//! when its CIDR shares addresses with any of them (upstream's client refuses the same); two
+//! writers racing with overlapping pools can still both succeed, as upstream's can.
 
 use crate::error::Error;
 use crate::keys;
@@ -150,9 +152,19 @@ impl ResourceStore {
         Ok((items, listing.revision))
     }
 
+    /// Refuses an IPPool that overlaps a stored pool other than itself; other kinds pass.
+    async fn refuse_pool_overlap(&self, r: &Resource) -> Result<(), StoreError> {
+        if r.kind() != Kind::IPPool {
+            return Ok(());
+        }
+        let pools = self.list(Kind::IPPool, None).await?;
+        check_pool_overlap(r, &pools)
+    }
+
     /// Creates a resource; fails if it exists. Sets uid and creationTimestamp.
     pub async fn create(&self, r: Resource) -> Result<Resource, StoreError> {
         let mut r = self.prepare(r)?;
+        self.refuse_pool_overlap(&r).await?;
         let kind = r.kind();
         let key = keys::resource_key(kind, r.namespace(), r.name());
         let meta = r.metadata_mut();
@@ -233,6 +245,7 @@ impl ResourceStore {
                 name: name.clone(),
                 errors,
             })?;
+        self.refuse_pool_overlap(&r).await?;
         let meta = r.metadata_mut();
         meta.uid = current.metadata().uid.clone();
         meta.creation_timestamp = current.metadata().creation_timestamp.clone();
@@ -299,6 +312,52 @@ pub fn prepare(mut r: Resource) -> Result<Resource, StoreError> {
         errors,
     })?;
     Ok(r)
+}
+
+/// Refuses `pool` when its CIDR shares an address with the CIDR of any IPPool in `others` other
+/// than itself (same name), naming both pools like upstream's client:
+/// `spec.cidr: IPPool(b) CIDR overlaps with IPPool(a) CIDR 10.0.0.0/16`. Resources of other
+/// kinds, and CIDRs that do not parse (validation reports those), are passed over. Used by every
+/// `ResourceStore` write and by callers checking a batch before writing any of it.
+pub fn check_pool_overlap<'a>(
+    pool: &Resource,
+    others: impl IntoIterator<Item = &'a Resource>,
+) -> Result<(), StoreError> {
+    let Resource::IPPool(p) = pool else {
+        return Ok(());
+    };
+    let Some(net) = p.spec.network().map(|n| n.trunc()) else {
+        return Ok(());
+    };
+    let mut errors = ValidationErrors::default();
+    for other in others {
+        let Resource::IPPool(o) = other else {
+            continue;
+        };
+        if other.name() == pool.name() {
+            continue;
+        }
+        let Some(other_net) = o.spec.network().map(|n| n.trunc()) else {
+            continue;
+        };
+        if net.contains(&other_net.network()) || other_net.contains(&net.network()) {
+            errors.push(
+                "spec.cidr",
+                format!(
+                    "IPPool({}) CIDR overlaps with IPPool({}) CIDR {} (pools may not share addresses: choose a CIDR outside it, or delete IPPool({}) first)",
+                    pool.name(),
+                    other.name(),
+                    o.spec.cidr,
+                    other.name()
+                ),
+            );
+        }
+    }
+    errors.into_result().map_err(|errors| StoreError::Invalid {
+        kind: Kind::IPPool,
+        name: pool.name().to_string(),
+        errors,
+    })
 }
 
 /// A random RFC 4122 version-4 UUID string.
