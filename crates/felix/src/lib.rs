@@ -1,0 +1,24 @@
+//! Felix's calculation graph, pure: the syncer's updates for the prefixes Felix follows go in,
+//! the desired dataplane state of the local node comes out, as plain data and as the list of
+//! changes each update made. No netlink, no clock, no I/O: reconcilers consume the output.
+//!
+//! ```text
+//!  Syncer ──SyncUpdate──▶ CalcGraph::apply ──Outcome{changes}──▶ reconcilers (routes, vxlan
+//!                              │                                 device, neigh/FDB, nft NAT,
+//!                              └─ state(): DesiredState            MTU file, BGP seam)
+//! ```
+//!
+//! - `input`: keys and stored JSON → typed facts (`watched_prefixes` lists the prefixes);
+//! - `calc`: the graph (`CalcGraph`, `LocalFacts`, `Outcome`);
+//! - `model`: output types (`Route`, `VxlanDevice`, `Neighbour`, `Fdb`, `NatOutgoing`, `Mtu`,
+//!   `BgpRoute`, `DesiredState`, `Change`);
+//! - `render`: `ip route` / `ip neigh` / `bridge fdb` text of a state (golden files, lab output).
+
+pub mod calc;
+pub mod input;
+pub mod model;
+pub mod render;
+
+pub use calc::{CalcGraph, LocalFacts, Outcome};
+pub use input::{InputError, watched_prefixes};
+pub use model::*;

@@ -1,0 +1,241 @@
+//! The calculation graph's output: the desired dataplane state of the local node as plain data,
+//! and the changes that move one desired state to the next.
+//!
+//! Nothing here names a netlink type: the reconcilers (in `crates/dataplane` or felix's own
+//! reconcile module) translate these values into kernel objects. Every collection is keyed so a
+//! reconciler can diff it against what the kernel reports (routes by destination, neighbours by
+//! address, FDB entries by MAC).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+
+/// Name of the IPv4 VXLAN device Felix owns.
+pub const VXLAN_DEVICE: &str = "vxlan.calico";
+/// Name of the IPIP device (the kernel's `tunl0`).
+pub const IPIP_DEVICE: &str = "tunl0";
+/// Upstream's default VXLAN network identifier.
+pub const DEFAULT_VXLAN_VNI: u32 = 4096;
+/// IANA VXLAN port, upstream's default.
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+/// Route protocol Felix marks its blackhole, same-subnet and IPIP routes with (`proto 80`).
+pub const FELIX_ROUTE_PROTO: u8 = 80;
+/// `RTPROT_BOOT`: what local workload and VXLAN routes carry (iproute2 prints no `proto`).
+pub const BOOT_ROUTE_PROTO: u8 = 3;
+/// Bytes of overhead each encapsulation adds to a packet (IPv4 outer header).
+pub const VXLAN_OVERHEAD: u32 = 50;
+pub const IPIP_OVERHEAD: u32 = 20;
+
+/// Where a route sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// `blackhole <block> proto 80`: a local affine block (so addresses not yet in use drop
+    /// instead of following the default route).
+    Blackhole,
+    /// `<ip> dev <iface> scope link`: a local workload (`cali*`), or a remote VTEP address that
+    /// no block route covers (`dev vxlan.calico`).
+    Device { iface: String },
+    /// `<dst> via <remote vtep> dev vxlan.calico onlink`.
+    ViaVxlan { gw: Ipv4Addr },
+    /// `<dst> via <node ip> dev <uplink> proto 80 onlink`: same subnet (CrossSubnet).
+    ViaNode { gw: IpAddr, dev: String },
+    /// `<dst> via <node ip> dev tunl0 proto 80 onlink`.
+    ViaIpip { gw: Ipv4Addr },
+}
+
+/// Why a route exists, for logs and for the reconciler's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteSource {
+    LocalWorkload,
+    LocalBlock,
+    RemoteBlock,
+    /// A single address of a block affine to another node, used by the target node.
+    Borrowed,
+    /// A remote node's VXLAN tunnel address not covered by a block route.
+    RemoteVtep,
+}
+
+/// One desired kernel route in the main table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub dst: IpNet,
+    pub kind: RouteKind,
+    /// Route protocol number ([`FELIX_ROUTE_PROTO`] or [`BOOT_ROUTE_PROTO`]).
+    pub proto: u8,
+    /// `scope link` (true) or universe.
+    pub scope_link: bool,
+    pub onlink: bool,
+    pub source: RouteSource,
+    /// The node the traffic goes to (remote routes), for diagnostics.
+    pub node: Option<String>,
+}
+
+/// A route Felix does not program because the pool has no encapsulation: BGP provides it. The
+/// BGP speaker exports local blocks and expects remote ones; this is the seam between them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BgpRoute {
+    pub dst: IpNet,
+    /// Node hosting the destination.
+    pub node: String,
+    /// That node's address (the expected BGP next hop), when known.
+    pub next_hop: Option<IpAddr>,
+    /// True for blocks (and borrowed /32s) of the local node: routes BGP should advertise.
+    pub local: bool,
+    /// The pool's `disableBGPExport`.
+    pub disable_export: bool,
+}
+
+/// The desired `vxlan.calico` device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VxlanDevice {
+    pub name: String,
+    pub vni: u32,
+    pub port: u16,
+    /// The node IP: source of encapsulated packets.
+    pub local_ip: Ipv4Addr,
+    /// Tunnel address, configured as /32 on the device.
+    pub tunnel_addr: Ipv4Addr,
+    pub mac: String,
+    pub mtu: u32,
+    /// Interface holding the node IP (the uplink), when known.
+    pub parent: Option<String>,
+}
+
+/// A permanent neighbour: remote VTEP tunnel address → its MAC, on `dev`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Neighbour {
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub dev: String,
+}
+
+/// A permanent FDB entry (`self permanent`): remote VTEP MAC → its node IP, on `dev`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fdb {
+    pub mac: String,
+    pub dst: Ipv4Addr,
+    pub dev: String,
+}
+
+/// Input of the natOutgoing rules: masquerade from `nat_pools` to outside `all_pools`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct NatOutgoing {
+    pub nat_pools: Vec<IpNet>,
+    pub all_pools: Vec<IpNet>,
+}
+
+/// MTUs the node uses: the host's (uplink) and the one pods get (written for the CNI plugin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mtu {
+    pub host: u32,
+    pub pod: u32,
+}
+
+/// The whole desired state. `BTreeMap`s keep iteration (and rendering) deterministic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredState {
+    pub routes: BTreeMap<IpNet, Route>,
+    pub bgp_routes: BTreeMap<IpNet, BgpRoute>,
+    pub vxlan: Option<VxlanDevice>,
+    pub neighbours: BTreeMap<Ipv4Addr, Neighbour>,
+    pub fdb: BTreeMap<String, Fdb>,
+    pub nat: NatOutgoing,
+    pub mtu: Mtu,
+    /// Pools' IPv4 CIDRs with VXLAN enabled (for the "allowed VXLAN sources" and sysctls).
+    pub vxlan_enabled: bool,
+    pub ipip_enabled: bool,
+}
+
+impl DesiredState {
+    pub(crate) fn empty(host_mtu: u32) -> Self {
+        DesiredState {
+            routes: BTreeMap::new(),
+            bgp_routes: BTreeMap::new(),
+            vxlan: None,
+            neighbours: BTreeMap::new(),
+            fdb: BTreeMap::new(),
+            nat: NatOutgoing::default(),
+            mtu: Mtu {
+                host: host_mtu,
+                pod: host_mtu,
+            },
+            vxlan_enabled: false,
+            ipip_enabled: false,
+        }
+    }
+}
+
+/// One difference between two desired states. Applying the changes of an update, in order, to
+/// the previous state gives the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Add or replace the route to `route.dst`.
+    RouteSet(Route),
+    RouteRemoved(IpNet),
+    BgpRouteSet(BgpRoute),
+    BgpRouteRemoved(IpNet),
+    /// The VXLAN device to have (`None`: remove it). Sent before the neighbours/FDB that need it.
+    VxlanDevice(Option<VxlanDevice>),
+    NeighbourSet(Neighbour),
+    NeighbourRemoved(Ipv4Addr),
+    FdbSet(Fdb),
+    FdbRemoved(String),
+    Nat(NatOutgoing),
+    Mtu(Mtu),
+    Encap {
+        vxlan: bool,
+        ipip: bool,
+    },
+}
+
+impl Change {
+    /// Applies this change to `state` (what a consumer holding a copy of the state does).
+    pub fn apply_to(&self, state: &mut DesiredState) {
+        match self {
+            Change::RouteSet(r) => {
+                state.routes.insert(r.dst, r.clone());
+            }
+            Change::RouteRemoved(d) => {
+                state.routes.remove(d);
+            }
+            Change::BgpRouteSet(r) => {
+                state.bgp_routes.insert(r.dst, r.clone());
+            }
+            Change::BgpRouteRemoved(d) => {
+                state.bgp_routes.remove(d);
+            }
+            Change::VxlanDevice(d) => state.vxlan = d.clone(),
+            Change::NeighbourSet(n) => {
+                state.neighbours.insert(n.ip, n.clone());
+            }
+            Change::NeighbourRemoved(ip) => {
+                state.neighbours.remove(ip);
+            }
+            Change::FdbSet(f) => {
+                state.fdb.insert(f.mac.clone(), f.clone());
+            }
+            Change::FdbRemoved(mac) => {
+                state.fdb.remove(mac);
+            }
+            Change::Nat(n) => state.nat = n.clone(),
+            Change::Mtu(m) => state.mtu = *m,
+            Change::Encap { vxlan, ipip } => {
+                state.vxlan_enabled = *vxlan;
+                state.ipip_enabled = *ipip;
+            }
+        }
+    }
+}
+
+/// A node's IPv4 address and subnet from `spec.bgp.ipv4Address` (`10.0.0.5/24`).
+pub(crate) fn parse_node_address(s: &str) -> Option<(Ipv4Addr, Ipv4Net)> {
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(net) = s.parse::<Ipv4Net>() {
+        return Some((net.addr(), net.trunc()));
+    }
+    let ip: Ipv4Addr = s.parse().ok()?;
+    Some((ip, Ipv4Net::from(ip)))
+}
