@@ -14,6 +14,9 @@ mod crud;
 mod edit;
 mod get;
 mod input;
+mod ipam;
+mod ipam_check;
+mod ipam_table;
 mod output;
 mod table;
 mod version;
@@ -151,6 +154,11 @@ enum Command {
         #[command(flatten)]
         crud: Crud,
     },
+    /// IP address management.
+    Ipam {
+        #[command(subcommand)]
+        cmd: ipam::IpamCommand,
+    },
     /// Display the version of this binary.
     Version {
         /// Path to the file containing connection configuration.
@@ -257,6 +265,7 @@ async fn dispatch(cmd: Command) -> Outcome {
             };
             edit::label(&o).await
         }
+        Command::Ipam { cmd } => ipam::run(cmd).await,
         Command::Version { config, client } => version::run(config.as_deref(), client).await,
     }
 }

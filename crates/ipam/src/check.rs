@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use calico_datastore::{Datastore, Error, Revision, keys};
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::block::AllocationBlock;
 use crate::model::{
@@ -27,7 +27,7 @@ use crate::model::{
 };
 
 /// What kind of inconsistency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ProblemKind {
     CorruptBlock,
@@ -44,22 +44,22 @@ pub enum ProblemKind {
 
 /// A compare-and-swap fix: write `value` (or delete when `None`) at `key` if it is still at
 /// revision `expected` (`None`: only if the key does not exist).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fix {
     pub key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<Revision>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub kind: ProblemKind,
     /// The key at fault.
     pub key: String,
     pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<Fix>,
 }
 
@@ -338,8 +338,13 @@ fn handle_fix(key: &str, counts: &BTreeMap<String, i64>, expected: Option<Revisi
 /// Applies the fixes of a report; returns how many were applied. A fix whose key moved on since
 /// the check is skipped (run `check` again).
 pub async fn repair(ds: &dyn Datastore, report: &Report) -> Result<usize, Error> {
+    repair_problems(ds, &report.problems).await
+}
+
+/// Applies the fixes of `problems` (e.g. read back from a saved report).
+pub async fn repair_problems(ds: &dyn Datastore, problems: &[Problem]) -> Result<usize, Error> {
     let mut applied = 0;
-    for fix in report.problems.iter().filter_map(|p| p.fix.as_ref()) {
+    for fix in problems.iter().filter_map(|p| p.fix.as_ref()) {
         let r = match (&fix.value, fix.expected) {
             (Some(v), Some(rev)) => ds
                 .update(&fix.key, v.clone().into_bytes(), rev)

@@ -26,5 +26,5 @@ pub use allocator::{
     AssignIpArgs, Assignments, Attrs, AutoAssignArgs, Ipam, IpamError, ReleaseResult,
 };
 pub use block::{AllocationAttribute, AllocationBlock, BlockError, ReleaseOutcome, ReleaseRequest};
-pub use check::{Problem, ProblemKind, Report, check, repair};
+pub use check::{Problem, ProblemKind, Report, check, repair, repair_problems};
 pub use usage::{BlockUsage, PoolUsage};

@@ -1,0 +1,257 @@
+//! `calicoctl ipam` end to end on an embedded datastore: show (pools, blocks, borrowed,
+//! configuration, one address), configure, check with a report, release by address and from the
+//! report, including the repair of what a crashed allocator leaves.
+
+mod common;
+
+use std::sync::Arc;
+
+use calico_datastore::config::EmbeddedConfig;
+use calico_datastore::{Datastore, DatastoreConfig, keys};
+use calico_ipam::{AutoAssignArgs, Ipam};
+use common::{Ctl, pool};
+
+async fn store(ctl: &Ctl) -> Arc<dyn Datastore> {
+    let path = ctl.dir.path().join("datastore.db");
+    match calico_datastore::connect(&DatastoreConfig::Embedded(EmbeddedConfig { path })).await {
+        Ok(ds) => ds,
+        Err(e) => panic!("cannot open the test's store: {e}"),
+    }
+}
+
+fn node(name: &str) -> String {
+    format!("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\n")
+}
+
+async fn assign(ipam: &Ipam, node: &str, handle: &str, n: usize) {
+    let mut a = AutoAssignArgs::new(node, handle);
+    a.num_v4 = n;
+    a.attrs.node = Some(node.into());
+    a.attrs.pod = Some(format!("pod-{handle}"));
+    a.attrs.namespace = Some("default".into());
+    if let Err(e) = ipam.auto_assign(&a).await {
+        panic!("assign {handle}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_configure_check_release() {
+    let ctl = Ctl::embedded();
+    let p = ctl.file(
+        "pool.yaml",
+        &pool("tiny", "10.0.0.0/29", "  blockSize: 30\n"),
+    );
+    ctl.apply(&p).ok();
+    for n in ["node-a", "node-b"] {
+        let f = ctl.file(&format!("{n}.yaml"), &node(n));
+        ctl.apply(&f).ok();
+    }
+    let ds = store(&ctl).await;
+    let ipam = Ipam::new(ds.clone());
+    assign(&ipam, "node-a", "ha", 6).await;
+    assign(&ipam, "node-b", "hb", 1).await;
+
+    let out = ctl.run(&["ipam", "show"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "+----------+-------------+-----------+------------+----------+\n\
+         | GROUPING |    CIDR     | IPS TOTAL | IPS IN USE | IPS FREE |\n\
+         +----------+-------------+-----------+------------+----------+\n\
+         | IP Pool  | 10.0.0.0/29 |         8 | 7 (88%)    | 1 (12%)  |\n\
+         +----------+-------------+-----------+------------+----------+\n"
+    );
+    let out = ctl.run(&["ipam", "show", "--show-blocks"]);
+    out.ok();
+    let rows: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("| Block"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", out.stdout);
+    assert!(
+        rows.iter()
+            .any(|r| r.ends_with("|         4 | 4 (100%)   | 0 (0%)   |")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.ends_with("|         4 | 3 (75%)    | 1 (25%)  |")),
+        "{}",
+        out.stdout
+    );
+
+    let out = ctl.run(&["ipam", "show", "--show-borrowed"]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "one borrowed address: {}", out.stdout);
+    assert_eq!(
+        lines[1],
+        "|    IP    | BORROWING-NODE |    BLOCK    | BLOCK OWNER | TYPE |  ALLOCATED-TO  |"
+    );
+    assert!(
+        lines[3].contains(" | node-b         | 10.0.0."),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[3].ends_with(" | node-a      | pod  | default/pod-hb |"),
+        "{}",
+        out.stdout
+    );
+
+    let ip = ipam.ips_by_handle("hb").await.unwrap_or_default()[0];
+    let out = ctl.run(&["ipam", "show", "--ip", &ip.to_string()]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!(
+            "IP {ip} is in use\nHandle ID: hb\nActive Owner Attributes:\n  namespace: default\n  node: node-b\n  pod: pod-hb\n"
+        )
+    );
+    assert_eq!(
+        ctl.run(&["ipam", "show", "--ip", "10.9.9.9"]).ok().stdout,
+        "10.9.9.9 is not assigned\n"
+    );
+
+    // configure: upstream's rules and messages.
+    let bad = ctl.run(&["ipam", "configure", "--max-blocks-per-host", "3"]);
+    bad.failed();
+    assert!(
+        bad.stderr
+            .contains("maxBlocksPerHost requires strictAffinity"),
+        "{}",
+        bad.stderr
+    );
+    ctl.run(&[
+        "ipam",
+        "configure",
+        "--strictaffinity=true",
+        "--max-blocks-per-host",
+        "3",
+    ])
+    .ok();
+    let out = ctl.run(&["ipam", "show", "--show-configuration"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "+--------------------+-------+\n\
+         |      PROPERTY      | VALUE |\n\
+         +--------------------+-------+\n\
+         | StrictAffinity     | true  |\n\
+         | AutoAllocateBlocks | true  |\n\
+         | MaxBlocksPerHost   | 3     |\n\
+         +--------------------+-------+\n"
+    );
+
+    // release --ip
+    let out = ctl.run(&["ipam", "release", "--ip", &ip.to_string()]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("Successfully released IP address {ip}\n")
+    );
+    let again = ctl.run(&["ipam", "release", "--ip", &ip.to_string()]);
+    again.failed();
+    assert!(
+        again
+            .stderr
+            .contains(&format!("IP address {ip} is not assigned"))
+    );
+
+    // A crashed allocator's leftovers: a handle counted up for a block write that never came,
+    // and a pending affinity whose block was never created.
+    ds.create(
+        &keys::handle_key("crashed"),
+        br#"{"block":{"10.0.0.0/30":1},"deleted":false}"#.to_vec(),
+        None,
+    )
+    .await
+    .unwrap_or_default();
+    ds.create(
+        &keys::affinity_key("node-b", "10.0.0.4/30"),
+        br#"{"state":"pending","deleted":false}"#.to_vec(),
+        None,
+    )
+    .await
+    .unwrap_or_default();
+
+    // check: no WorkloadEndpoints exist, so all 6 addresses are leaked; plus the leaked handle
+    // and the stale pending affinity.
+    let report = ctl.dir.path().join("report.json");
+    let report_s = report.display().to_string();
+    let out = ctl.run(&["ipam", "check", "-o", &report_s]);
+    out.ok();
+    assert!(out.stdout.starts_with("Checking IPAM for inconsistencies...\n\nLoading all IPAM blocks...\nFound 2 IPAM blocks.\n"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("Found 6 IPs that are allocated in IPAM but not actually in use.\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("Found 1 handles with no matching IPs (and 1 handles with matches).\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("StaleAffinity at /calico/ipam/v2/host/node-b/ipv4/block/10.0.0.4-30"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.ends_with("Check complete; found 8 problems.\n"),
+        "{}",
+        out.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default())
+            .unwrap_or_default();
+    assert_eq!(
+        json["allocations"].as_object().map(|m| m.len()),
+        Some(6),
+        "{json}"
+    );
+    assert_eq!(json["leakedHandles"][0]["ID"], "crashed");
+
+    // release --from-report: refused while the datastore is not locked, unless --force.
+    let refused = ctl.run(&["ipam", "release", "--from-report", &report_s]);
+    refused.failed();
+    assert!(
+        refused.stderr.contains("data store is not locked"),
+        "{}",
+        refused.stderr
+    );
+    let out = ctl.run(&["ipam", "release", "--from-report", &report_s, "--force"]);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("Releasing 6 old IPs...\nReleased 6 IPs successfully\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("Released 1 handles; 0 skipped; 0 errors.\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.ends_with("You may now unlock the data store.\n"),
+        "{}",
+        out.stdout
+    );
+
+    let out = ctl.run(&["ipam", "check"]);
+    out.ok();
+    assert!(
+        out.stdout.ends_with("Check complete; found 0 problems.\n"),
+        "{}",
+        out.stdout
+    );
+    let report = calico_ipam::check(ds.as_ref()).await.unwrap_or_default();
+    assert!(report.is_clean() && report.in_use() == 0, "{report:?}");
+}
