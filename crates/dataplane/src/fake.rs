@@ -8,8 +8,8 @@ use std::io;
 use std::path::PathBuf;
 
 use netlink_packet_core::{
-    ErrorMessage, NLM_F_ACK, NLM_F_DUMP, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    ErrorMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTIPART, NetlinkBuffer,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
@@ -306,8 +306,12 @@ pub struct RecordingTransport {
     pub sent: Vec<Vec<u8>>,
     /// errno to answer for the n-th message sent overall (0-based).
     pub errors: BTreeMap<usize, Errno>,
-    /// Data messages answered to the next dump.
+    /// Data messages answered to every dump.
     pub dump_replies: Vec<RouteNetlinkMessage>,
+    /// Flag this many dumps (the first ones) as interrupted (NLM_F_DUMP_INTR).
+    pub interrupt_dumps: usize,
+    /// How many dumps were answered.
+    pub dumps: usize,
     pending: VecDeque<Vec<u8>>,
     ordinal: usize,
 }
@@ -338,8 +342,13 @@ fn split(datagram: &[u8]) -> Vec<Vec<u8>> {
 }
 
 fn reply(seq: u32, payload: NetlinkPayload<RouteNetlinkMessage>) -> Vec<u8> {
+    reply_flagged(seq, 0, payload)
+}
+
+fn reply_flagged(seq: u32, flags: u16, payload: NetlinkPayload<RouteNetlinkMessage>) -> Vec<u8> {
     let mut header = NetlinkHeader::default();
     header.sequence_number = seq;
+    header.flags = flags;
     let mut msg = NetlinkMessage::new(header, payload);
     msg.finalize();
     let mut buf = vec![0; msg.buffer_len()];
@@ -360,8 +369,15 @@ impl Transport for RecordingTransport {
             let ordinal = self.ordinal;
             self.ordinal += 1;
             if flags & NLM_F_DUMP == NLM_F_DUMP {
-                for data in self.dump_replies.drain(..) {
-                    answer.extend(reply(seq, NetlinkPayload::InnerMessage(data)));
+                let intr = if self.dumps < self.interrupt_dumps {
+                    NLM_F_DUMP_INTR
+                } else {
+                    0
+                };
+                self.dumps += 1;
+                for data in self.dump_replies.clone() {
+                    let payload = NetlinkPayload::InnerMessage(data);
+                    answer.extend(reply_flagged(seq, NLM_F_MULTIPART | intr, payload));
                 }
                 answer.extend(reply(seq, NetlinkPayload::Done(Default::default())));
             } else if let Some(errno) = self.errors.get(&ordinal) {

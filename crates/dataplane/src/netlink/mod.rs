@@ -14,8 +14,8 @@ pub mod types;
 mod tests;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
-    NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL,
+    NLM_F_REPLACE, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
@@ -33,9 +33,14 @@ const MAX_DATAGRAMS: usize = 1 << 20;
 #[derive(Debug)]
 enum Reply {
     Ack,
-    Error { errno: Errno, ext: Option<String> },
+    Error {
+        errno: Errno,
+        ext: Option<String>,
+    },
     Done,
-    Data(RouteNetlinkMessage),
+    /// A data message; `true` when the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR:
+    /// the table changed while it was being dumped, so the listing may be inconsistent).
+    Data(RouteNetlinkMessage, bool),
 }
 
 /// One failed element of a batch: its index in the input and the kernel's error.
@@ -177,12 +182,13 @@ impl<T: Transport> Netlink<T> {
                     errno,
                     ext,
                 }),
-                Reply::Done | Reply::Data(_) => Ok(false),
+                Reply::Done | Reply::Data(..) => Ok(false),
             }
         })
     }
 
-    /// Send a GET (`dump` = NLM_F_DUMP) and collect the data messages it returns.
+    /// Send a GET (`dump` = NLM_F_DUMP) and collect the data messages it returns. A dump the
+    /// kernel marks as interrupted (the table changed meanwhile) is repeated, a few times at most.
     pub(crate) fn get(
         &mut self,
         msg: RouteNetlinkMessage,
@@ -190,11 +196,30 @@ impl<T: Transport> Netlink<T> {
         action: &'static str,
         object: &dyn Fn() -> String,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        const DUMP_ATTEMPTS: usize = 5;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (data, interrupted) = self.get_once(msg.clone(), dump, action, object)?;
+            if !interrupted || attempt >= DUMP_ATTEMPTS {
+                return Ok(data);
+            }
+        }
+    }
+
+    fn get_once(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        dump: bool,
+        action: &'static str,
+        object: &dyn Fn() -> String,
+    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
         let mut out = Vec::new();
         let flags = if dump { NLM_F_DUMP } else { NLM_F_ACK };
         let seq = self.frame(msg, flags, &mut out);
         self.send(&out)?;
         let mut data = Vec::new();
+        let mut interrupted = false;
         self.receive(action, object, |s, reply| {
             if s != seq {
                 return Ok(false);
@@ -207,13 +232,14 @@ impl<T: Transport> Netlink<T> {
                     errno,
                     ext,
                 }),
-                Reply::Data(m) => {
+                Reply::Data(m, intr) => {
+                    interrupted |= intr;
                     data.push(m);
                     Ok(false)
                 }
             }
         })?;
-        Ok(data)
+        Ok((data, interrupted))
     }
 
     /// Apply route changes in as few `sendmsg` calls as fit in 64 KiB datagrams. Only the last
@@ -338,7 +364,7 @@ fn parse_reply(raw: &[u8]) -> std::result::Result<(u32, Reply), String> {
             },
         },
         NetlinkPayload::Done(_) => Reply::Done,
-        NetlinkPayload::InnerMessage(m) => Reply::Data(m),
+        NetlinkPayload::InnerMessage(m) => Reply::Data(m, msg.header.flags & NLM_F_DUMP_INTR != 0),
         NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => return Ok((0, Reply::Done)),
         _ => return Err("unknown netlink payload".into()),
     };

@@ -138,3 +138,105 @@ fn extended_ack_text_is_read_from_capped_errors() {
     );
     assert_eq!(super::extack_message(&raw, 0), None);
 }
+
+#[test]
+fn interrupted_dumps_are_repeated() {
+    use crate::netlink::types::{Family, RouteFilter};
+    let route = Route::blackhole("10.0.0.0/26".parse().expect("literal")).with_protocol(80);
+    let msg = super::messages::route(&route, false);
+    let mut nl = client();
+    nl.transport_mut().dump_replies = vec![RouteNetlinkMessage::NewRoute(msg)];
+    nl.transport_mut().interrupt_dumps = 2;
+    let listed = nl.routes(&RouteFilter::main(Family::V4)).expect("listing");
+    assert_eq!(listed, vec![route]);
+    assert_eq!(
+        nl.transport().dumps,
+        3,
+        "two interrupted dumps, then a clean one"
+    );
+}
+
+#[test]
+fn recording_rtnl_models_state_and_scripted_failures() {
+    use crate::fake::{Call, RecordingRtnl};
+    use crate::netlink::types::{Address, Family, RouteFilter};
+    let mut f = RecordingRtnl::new();
+    let spec = VethSpec {
+        host: VethEnd {
+            name: "caliX".into(),
+            up: true,
+            ..Default::default()
+        },
+        peer: VethEnd {
+            name: "eth0".into(),
+            ..Default::default()
+        },
+        peer_netns: None,
+    };
+    f.create_veth(&spec).expect("create");
+    let cali = f.link_by_name("caliX").expect("lookup").expect("exists");
+    assert!(
+        f.link_by_name("eth0").expect("lookup").is_some(),
+        "peer stays here without netns"
+    );
+    let r = Route::link("10.65.0.5/32".parse().expect("literal"), cali.index);
+    f.add_route(&r).expect("add");
+    assert!(f.add_route(&r).expect_err("dup").is_exists());
+    f.add_address(&Address::new(
+        cali.index,
+        "10.65.0.1/32".parse().expect("literal"),
+    ))
+    .expect("addr");
+    assert_eq!(
+        f.addresses(Family::V4, Some(cali.index))
+            .expect("list")
+            .len(),
+        1
+    );
+    f.fail_when(
+        |c| matches!(c, Call::DeleteLink(n) if n == "caliX"),
+        Errno::EBUSY,
+    );
+    let err = f.delete_link("caliX").expect_err("scripted");
+    assert_eq!(err.errno(), Some(Errno::EBUSY));
+    assert_eq!(
+        f.routes(&RouteFilter::main(Family::V4)).expect("list"),
+        vec![r.clone()]
+    );
+    assert!(
+        matches!(f.calls.last(), Some(Call::DeleteLink(_))),
+        "failed calls are recorded"
+    );
+    let mut other = RecordingRtnl::new();
+    assert!(
+        other
+            .delete_link("nope")
+            .expect_err("missing")
+            .is_not_found()
+    );
+    assert!(other.delete_route(&r).expect_err("missing").is_not_found());
+}
+
+#[test]
+fn sysctl_keys_are_path_components() {
+    use crate::sysctl::{ProcSys, Sysctl, SysctlKey};
+    let key = SysctlKey::ipv4_conf("vxlan.calico", "rp_filter").expect("valid");
+    assert_eq!(key.to_string(), "net/ipv4/conf/vxlan.calico/rp_filter");
+    assert_eq!(
+        SysctlKey::parse("/net/ipv4/ip_forward/")
+            .expect("valid")
+            .components()
+            .len(),
+        3
+    );
+    assert!(SysctlKey::ipv4_conf("../../etc", "x").is_err());
+    assert!(SysctlKey::ipv4_conf("a/b", "x").is_err());
+    assert!(SysctlKey::parse("net//ipv4").is_err());
+    let dir = std::env::temp_dir().join(format!("calico-sysctl-{}", std::process::id()));
+    let leaf = dir.join("net/ipv4/conf/vxlan.calico");
+    std::fs::create_dir_all(&leaf).expect("mkdir");
+    let mut sys = ProcSys::with_root(&dir);
+    sys.set(&key, "2").expect("write");
+    assert_eq!(sys.get(&key).expect("read"), "2");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
