@@ -79,6 +79,10 @@ fn mentions_config(msg: &str) -> bool {
 pub fn store_error(e: &StoreError) -> String {
     match e {
         StoreError::Datastore(inner) => explain(inner),
+        // Upstream (etcdv3 datastore) reports a missing resource as libcalico-go's
+        // ErrorResourceDoesNotExist without a cause, which Go prints as `with error: <nil>`;
+        // scripts written against upstream match the whole line.
+        StoreError::NotFound { .. } => format!("{e} with error: <nil>"),
         other => other.to_string(),
     }
 }

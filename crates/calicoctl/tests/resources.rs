@@ -113,7 +113,7 @@ fn replace_with_stale_resource_version_is_refused() {
     );
     assert_eq!(
         r.failed().stderr,
-        "failed to replace 'IPPool' resource: resource does not exist: IPPool(ghost)\n"
+        "failed to replace 'IPPool' resource: resource does not exist: IPPool(ghost) with error: <nil>\n"
     );
 }
 
@@ -261,13 +261,31 @@ fn create_delete_and_not_found() {
         "Successfully created 1 'IPPool' resource(s)\n"
     );
     let r = ctl.run(&["get", "ippool", "nope"]);
-    assert_eq!(r.failed().stderr, "resource does not exist: IPPool(nope)\n");
+    assert_eq!(
+        r.failed().stderr,
+        "resource does not exist: IPPool(nope) with error: <nil>\n"
+    );
     let r = ctl.run(&["delete", "ippool", "default-ipv4-ippool", "nope"]);
     assert_eq!(
         r.failed().stderr,
-        "Failed to delete 'IPPool' resource: resource does not exist: IPPool(nope)\n"
+        "Failed to delete 'IPPool' resource: resource does not exist: IPPool(nope) with error: <nil>\n"
     );
     ctl.run(&["get", "ippool", "default-ipv4-ippool"]).ok();
+    // A kind with nothing stored lists as its heading line and the blank line after the table.
+    let r = ctl.run(&["get", "workloadendpoints", "-A"]);
+    assert_eq!(
+        r.ok().stdout,
+        "NAMESPACE   WORKLOAD   NODE   NETWORKS   INTERFACE   \n\n"
+    );
+    let r = ctl.run(&["delete", "hostendpoint", "gone"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            1,
+            "",
+            "Failed to delete 'HostEndpoint' resource: resource does not exist: HostEndpoint(gone) with error: <nil>\n"
+        )
+    );
     assert_eq!(
         ctl.run(&["delete", "ippool", "default-ipv4-ippool"])
             .ok()
@@ -370,7 +388,7 @@ fn label_and_patch() {
     let r = ctl.run(&["patch", "ippool", "nope", "-p", "{}"]);
     assert_eq!(
         r.failed().stderr,
-        "hit error: resource does not exist: IPPool(nope)\n"
+        "hit error: resource does not exist: IPPool(nope) with error: <nil>\n"
     );
 }
 
