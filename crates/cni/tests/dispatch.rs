@@ -3,6 +3,7 @@
 //! JSON document or nothing).
 
 use std::collections::HashMap;
+use std::io::Read;
 
 use calico_cni::spec::{CniError, CniResult, IpConfig, Plugin, Request, dispatch};
 use proptest::prelude::*;
@@ -214,4 +215,36 @@ proptest! {
         let out = dispatch(stdin.as_bytes(), |k| env.get(k).cloned(), &mut Stub::default());
         check_outcome(&out.stdout, out.exit_code)?;
     }
+}
+
+#[test]
+fn run_io_reads_stdin_and_writes_exactly_the_outcome() {
+    use calico_cni::spec::run::run_io;
+    let env = vars("ADD");
+    let mut out = Vec::new();
+    let code = run_io(
+        &conf("1.0.0")[..],
+        &mut out,
+        |k| env.get(k).cloned(),
+        &mut Stub::default(),
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("one JSON document");
+    assert_eq!(v["ips"][0]["address"], "10.65.0.5/32");
+    // DEL: nothing at all on stdout.
+    let env = vars("DEL");
+    let mut out = Vec::new();
+    let code = run_io(
+        &conf("1.0.0")[..],
+        &mut out,
+        |k| env.get(k).cloned(),
+        &mut Stub::default(),
+    );
+    assert_eq!((code, out.len()), (0, 0));
+    // Oversized stdin: code 5 without reading it all.
+    let big = std::io::repeat(b' ').take(calico_cni::spec::run::MAX_STDIN + 10);
+    let mut out = Vec::new();
+    let code = run_io(big, &mut out, |k| env.get(k).cloned(), &mut Stub::default());
+    assert_eq!(code, 1);
+    assert!(String::from_utf8_lossy(&out).contains(r#""code":5"#));
 }

@@ -132,3 +132,40 @@ pub fn dispatch(
         }
     }
 }
+
+/// Stdin larger than this is refused (a network configuration is a few KiB).
+pub const MAX_STDIN: u64 = 16 << 20;
+
+/// The whole life of a plugin binary minus `exit`: read stdin (bounded), dispatch, write the
+/// one JSON document to `stdout`, return the exit code. `main` is then
+/// `std::process::exit(run_io(io::stdin(), io::stdout(), |k| std::env::var(k).ok(), &mut p))`.
+pub fn run_io(
+    stdin: impl std::io::Read,
+    mut stdout: impl std::io::Write,
+    get_env: impl Fn(&str) -> Option<String>,
+    plugin: &mut dyn Plugin,
+) -> i32 {
+    let mut input = Vec::new();
+    let outcome = match std::io::Read::read_to_end(&mut stdin.take(MAX_STDIN + 1), &mut input) {
+        Ok(n) if n as u64 > MAX_STDIN => Outcome::error(
+            &CniError::new(
+                ErrorCode::Io,
+                "network configuration on stdin is too large",
+                format!("more than {MAX_STDIN} bytes"),
+            ),
+            CniVersion::LATEST.as_str(),
+        ),
+        Ok(_) => dispatch(&input, get_env, plugin),
+        Err(e) => Outcome::error(
+            &CniError::new(ErrorCode::Io, "cannot read stdin", e.to_string()),
+            CniVersion::LATEST.as_str(),
+        ),
+    };
+    if !outcome.stdout.is_empty() {
+        // Nothing else can be reported if stdout is gone; the exit code still says it.
+        let _ = stdout
+            .write_all(outcome.stdout.as_bytes())
+            .and_then(|()| stdout.flush());
+    }
+    outcome.exit_code
+}
