@@ -73,7 +73,8 @@ impl NetNs {
     }
 
     /// Run `f` on a dedicated thread inside this namespace and return its result. A panic in
-    /// `f` is propagated to the caller.
+    /// `f` is propagated to the caller. The caller blocks until `f` returns: from async code,
+    /// call this inside `spawn_blocking`.
     pub fn run<F, R>(&self, f: F) -> Result<R>
     where
         F: FnOnce() -> R + Send,

@@ -274,6 +274,17 @@ fn batched_route_changes_map_errors_to_their_message() {
     let out = ns.ip(&["route", "show", "proto", "80"]);
     assert_eq!(out.lines().count(), 2999);
 
+    // Every element failing at once: 3000 error replies are all collected (the receive buffer
+    // is sized for it), each mapped to its own index.
+    let failures = nl.apply_routes(&changes).unwrap();
+    assert_eq!(failures.len(), 3000);
+    assert!(
+        failures
+            .iter()
+            .enumerate()
+            .all(|(i, f)| f.index == i && f.error.is_exists())
+    );
+
     // The last element failing still ends the exchange.
     let tail = vec![
         RouteChange::Delete(routes[0].clone()),
