@@ -1,0 +1,532 @@
+//! The commands: `up`, `down`, `status`, `check`, `exec`.
+//!
+//! ```text
+//! up:   topology ─▶ state file (complete=false) ─▶ datastore + resources ─▶ plan steps, each
+//!       namespace recorded before it is created ─▶ node env files ─▶ complete=true ─▶ summary
+//! down: state file ∪ `ip netns list` by prefix ∪ root links by tag ─▶ stop processes in them
+//!       ─▶ delete ─▶ verify nothing of the lab is left ─▶ remove the state directory
+//! ```
+//!
+//! Node agents (calico-node) and pods plug in later between "node env files" and "complete":
+//! each node's `<state>/<node>/calico-node.env` already holds the environment its agent gets.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use calico_datastore::config::{DatastoreConfig, EmbeddedConfig};
+use calico_datastore::resources::ResourceStore;
+
+use crate::names::LabNames;
+use crate::plan::{Step, plan};
+use crate::state::{self, Member, Root, State};
+use crate::sys;
+use crate::topology::Topology;
+
+/// Test hook: SIGKILL ourselves after this many steps of `up` (simulates a crash mid-way).
+pub const CRASH_AFTER_ENV: &str = "CALICO_LAB_CRASH_AFTER_STEPS";
+
+/// `writeln!` into a String (cannot fail).
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn members(topo: &Topology, names: &LabNames) -> Vec<Member> {
+    let ifaces = |ifs: &[crate::topology::Interface]| {
+        ifs.iter()
+            .map(|i| {
+                let s = topo.subnet_of(i);
+                (
+                    i.name.clone(),
+                    s.name.clone(),
+                    format!("{}/{}", i.address, s.cidr.prefix_len()),
+                )
+            })
+            .collect()
+    };
+    let nodes = topo.nodes.iter().map(|n| Member {
+        name: n.name.clone(),
+        netns: names.netns(&n.name),
+        role: "node".into(),
+        interfaces: ifaces(&n.interfaces),
+    });
+    let routers = topo.routers.iter().map(|r| Member {
+        name: r.name.clone(),
+        netns: names.netns(&r.name),
+        role: format!("router ({:?}, AS {})", r.kind, r.asn).to_lowercase(),
+        interfaces: ifaces(&r.interfaces),
+    });
+    nodes.chain(routers).collect()
+}
+
+fn datastore_config(path: &Path) -> DatastoreConfig {
+    DatastoreConfig::Embedded(EmbeddedConfig {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Create the embedded datastore file and apply the topology's resources, in order.
+fn apply_resources(topo: &Topology, path: &Path) -> Result<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime for the datastore")?;
+    rt.block_on(async {
+        let ds = calico_datastore::connect(&datastore_config(path))
+            .await
+            .with_context(|| format!("opening the embedded datastore {}", path.display()))?;
+        let store = ResourceStore::new(Arc::clone(&ds));
+        let mut applied = Vec::new();
+        for (origin, r) in &topo.resources {
+            let what = format!("{:?} {}", r.kind(), r.name());
+            store
+                .apply(r.clone())
+                .await
+                .with_context(|| format!("{origin}: applying {what}"))?;
+            applied.push(what);
+        }
+        Ok(applied)
+    })
+}
+
+fn execute(step: &Step) -> Result<()> {
+    match step {
+        Step::Netns(n) => sys::add_netns(n)?,
+        Step::Ip { netns, args } => {
+            sys::ip_in(netns, args)?;
+        }
+        Step::Sysctl { netns, key, value } => sys::sysctl_in(netns, key, value)?,
+    }
+    Ok(())
+}
+
+/// The environment a node's calico-node will get (the datastore plus the topology's env).
+fn node_env(node: &crate::topology::Node, datastore: &Path) -> String {
+    let mut env = vec![
+        ("NODENAME".to_string(), node.name.clone()),
+        ("DATASTORE_TYPE".to_string(), "embedded".to_string()),
+        (
+            "EMBEDDED_DATASTORE_PATH".to_string(),
+            datastore.display().to_string(),
+        ),
+    ];
+    env.extend(node.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+pub fn up(root: &Root, file: &Path) -> Result<()> {
+    let topo = Topology::load(file)?;
+    let names = LabNames::new(&topo.name);
+    if root.load(&topo.name)?.is_some() {
+        bail!(
+            "lab {:?} is already up (state in {}); run `calico-lab down {}` first",
+            topo.name,
+            root.lab_dir(&topo.name).display(),
+            topo.name
+        );
+    }
+    let leftovers: Vec<String> = sys::list_netns()?
+        .into_iter()
+        .filter(|n| names.owns_netns(n))
+        .collect();
+    if !leftovers.is_empty() {
+        bail!(
+            "namespaces of lab {:?} already exist ({}); run `calico-lab down {}` first",
+            topo.name,
+            leftovers.join(", "),
+            topo.name
+        );
+    }
+    let dir = root.lab_dir(&topo.name);
+    let datastore = dir.join(state::DATASTORE_FILE);
+    let mut st = State {
+        lab: topo.name.clone(),
+        tag: names.tag().to_string(),
+        topology: std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()),
+        complete: false,
+        netns: Vec::new(),
+        members: members(&topo, &names),
+        datastore: datastore.clone(),
+        processes: Vec::new(),
+    };
+    root.save(&st)?;
+    match build(root, &topo, &names, &mut st, file) {
+        Ok(applied) => {
+            print_summary(&topo, &names, &st, &applied);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("calico-lab: up failed, removing what was created: {e:#}");
+            if let Err(d) = down(root, &topo.name) {
+                eprintln!("calico-lab: cleanup failed too: {d:#}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn build(
+    root: &Root,
+    topo: &Topology,
+    names: &LabNames,
+    st: &mut State,
+    file: &Path,
+) -> Result<Vec<String>> {
+    let dir = root.lab_dir(&topo.name);
+    let text = std::fs::read_to_string(file)?;
+    std::fs::write(dir.join(state::TOPOLOGY_COPY), text)?;
+    let applied = apply_resources(topo, &st.datastore)?;
+    let crash_after: Option<usize> = std::env::var(CRASH_AFTER_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    for (i, step) in plan(topo, names).iter().enumerate() {
+        if crash_after == Some(i) {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Step::Netns(n) = step {
+            st.netns.push(n.clone());
+            root.save(st)?;
+        }
+        execute(step).with_context(|| format!("step {}: {step}", i + 1))?;
+    }
+    for n in &topo.nodes {
+        let ndir = dir.join(&n.name);
+        std::fs::create_dir_all(&ndir)?;
+        std::fs::write(ndir.join("calico-node.env"), node_env(n, &st.datastore))?;
+    }
+    st.complete = true;
+    root.save(st)?;
+    Ok(applied)
+}
+
+fn print_summary(topo: &Topology, names: &LabNames, st: &State, applied: &[String]) {
+    println!(
+        "lab {} is up (tag {}; state {}; datastore {})\n",
+        topo.name,
+        names.tag(),
+        st.datastore.parent().unwrap_or(Path::new("")).display(),
+        st.datastore.display()
+    );
+    let mut rows = vec![vec![
+        "NODE".into(),
+        "SUBNET".into(),
+        "ADDRESS".into(),
+        "INTERFACE".into(),
+        "NAMESPACE".into(),
+    ]];
+    for m in &st.members {
+        for (k, (ifname, subnet, addr)) in m.interfaces.iter().enumerate() {
+            let name = if k == 0 {
+                m.name.clone()
+            } else {
+                String::new()
+            };
+            let ns = if k == 0 {
+                m.netns.clone()
+            } else {
+                String::new()
+            };
+            rows.push(vec![name, subnet.clone(), addr.clone(), ifname.clone(), ns]);
+        }
+    }
+    print!("{}", table(&rows));
+    let mut rows = vec![vec![
+        "SUBNET".into(),
+        "CIDR".into(),
+        "GATEWAY".into(),
+        "BRIDGE".into(),
+    ]];
+    for (i, s) in topo.subnets.iter().enumerate() {
+        rows.push(vec![
+            s.name.clone(),
+            s.cidr.to_string(),
+            s.gateway.to_string(),
+            format!("{} in {}", names.bridge(i), names.switch_netns()),
+        ]);
+    }
+    println!();
+    print!("{}", table(&rows));
+    if !applied.is_empty() {
+        println!(
+            "\napplied {} resource(s): {}",
+            applied.len(),
+            applied.join(", ")
+        );
+    }
+}
+
+/// The lab a command without a name refers to: the only one with a state directory.
+pub fn pick(root: &Root, lab: Option<&str>) -> Result<String> {
+    if let Some(l) = lab {
+        return Ok(l.to_string());
+    }
+    let labs = root.labs()?;
+    match labs.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no lab is up (nothing under {})", root.0.display()),
+        many => bail!(
+            "several labs are up ({}); name one with --lab NAME",
+            many.join(", ")
+        ),
+    }
+}
+
+fn load(root: &Root, lab: &str) -> Result<State> {
+    root.load(lab)?.ok_or_else(|| {
+        anyhow!(
+            "lab {lab:?} has no state file {}; is it up?",
+            root.state_file(lab).display()
+        )
+    })
+}
+
+pub fn down(root: &Root, lab: &str) -> Result<()> {
+    crate::names::check_lab_name(lab).map_err(|e| anyhow!("lab name: {e}"))?;
+    let names = LabNames::new(lab);
+    let st = match root.load(lab) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("calico-lab: {e}; cleaning up by name only");
+            None
+        }
+    };
+    let existing = sys::list_netns()?;
+    // Reverse creation order (nodes before the switch), then anything found only by name.
+    let mut netns: Vec<String> = st
+        .as_ref()
+        .map(|s| s.netns.iter().rev().cloned().collect())
+        .unwrap_or_default();
+    for n in &existing {
+        if names.owns_netns(n) && !netns.contains(n) {
+            netns.push(n.clone());
+        }
+    }
+    let netns: Vec<String> = netns.into_iter().filter(|n| existing.contains(n)).collect();
+
+    // Processes first: a namespace held by a process outlives `ip netns del`.
+    let mut pids: BTreeSet<i32> = st
+        .iter()
+        .flat_map(|s| s.processes.iter().map(|p| p.pid))
+        .collect();
+    for n in &netns {
+        pids.extend(sys::netns_pids(n)?);
+    }
+    let pids: Vec<i32> = pids.into_iter().collect();
+    if !pids.is_empty() {
+        let killed = sys::stop(&pids, Duration::from_secs(5));
+        if !killed.is_empty() {
+            eprintln!("calico-lab: killed {killed:?} after 5 s without exiting on SIGTERM");
+        }
+    }
+    let mut errors = Vec::new();
+    for n in &netns {
+        if let Err(e) = sys::del_netns(n) {
+            errors.push(e.to_string());
+        }
+    }
+    for l in sys::root_links()? {
+        if names.owns_link(&l)
+            && let Err(e) = sys::ip(&sys::strs(&["link", "del", &l]))
+        {
+            errors.push(e.to_string());
+        }
+    }
+    let left: Vec<String> = sys::list_netns()?
+        .into_iter()
+        .filter(|n| names.owns_netns(n))
+        .collect();
+    if !left.is_empty() {
+        errors.push(format!("namespaces still present: {}", left.join(", ")));
+    }
+    if !errors.is_empty() {
+        bail!(
+            "lab {lab:?} was not removed completely (state kept in {}):\n  {}",
+            root.lab_dir(lab).display(),
+            errors.join("\n  ")
+        );
+    }
+    root.remove(lab)?;
+    println!(
+        "lab {lab} is down ({} namespace(s), {} process(es) removed)",
+        netns.len(),
+        pids.len()
+    );
+    Ok(())
+}
+
+/// The status report (returned, so the caller decides how to print it).
+pub fn status(root: &Root, lab: &str) -> Result<String> {
+    let mut out = String::new();
+    let st = load(root, lab)?;
+    let existing = sys::list_netns()?;
+    outln!(
+        out,
+        "lab {} (tag {}): {}; topology {}; datastore {}",
+        st.lab,
+        st.tag,
+        if st.complete {
+            "up"
+        } else {
+            "INCOMPLETE (up did not finish; run down)"
+        },
+        st.topology.display(),
+        st.datastore.display()
+    );
+    for n in &st.netns {
+        let role = st
+            .members
+            .iter()
+            .find(|m| &m.netns == n)
+            .map(|m| format!("{} {}", m.role, m.name))
+            .unwrap_or_else(|| "switch".into());
+        if !existing.contains(n) {
+            outln!(out, "\n{n} ({role}): MISSING");
+            continue;
+        }
+        outln!(out, "\n{n} ({role})");
+        let addrs = sys::ip_in(n, &sys::strs(&["-br", "addr", "show"]))?;
+        for l in addrs.lines() {
+            outln!(out, "  {l}");
+        }
+        let pids = sys::netns_pids(n)?;
+        if pids.is_empty() {
+            outln!(out, "  processes: none");
+        } else {
+            let ps: Vec<String> = pids
+                .iter()
+                .map(|p| format!("{} ({p})", sys::comm(*p)))
+                .collect();
+            outln!(out, "  processes: {}", ps.join(", "));
+        }
+    }
+    Ok(out)
+}
+
+/// Run CMD inside a node's namespace; returns its exit code.
+pub fn exec(root: &Root, lab: &str, target: &str, cmd: &[String]) -> Result<i32> {
+    if target.contains('/') {
+        bail!("{target}: pods (NAMESPACE/POD) are not created by calico-lab yet; name a node");
+    }
+    let st = load(root, lab)?;
+    let m = st.member(target).ok_or_else(|| {
+        let known: Vec<&str> = st.members.iter().map(|m| m.name.as_str()).collect();
+        anyhow!(
+            "lab {lab} has no node or router {target:?} (it has: {})",
+            known.join(", ")
+        )
+    })?;
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &m.netns])
+        .args(cmd)
+        .status()
+        .with_context(|| format!("running ip netns exec {} …", m.netns))?;
+    Ok(status.code().unwrap_or(128))
+}
+
+/// Ping every node from every other node; prints the matrix; true when all pairs answered.
+pub fn check(root: &Root, lab: &str) -> Result<bool> {
+    let st = load(root, lab)?;
+    let nodes: Vec<&Member> = st.nodes().collect();
+    let mut targets = Vec::new();
+    for m in &nodes {
+        let a = m
+            .address()
+            .ok_or_else(|| anyhow!("node {} has no address in the state file", m.name))?;
+        targets.push(a.to_string());
+    }
+    // One thread per source node; each pings its targets one by one (1 s bound per ping).
+    let results: Vec<Vec<Option<bool>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, src)| {
+                let targets = &targets;
+                s.spawn(move || {
+                    targets
+                        .iter()
+                        .enumerate()
+                        .map(|(j, dst)| (i != j).then(|| ping(&src.netns, dst)))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut rows = vec![
+        std::iter::once("FROM \\ TO".to_string())
+            .chain(nodes.iter().map(|m| m.name.clone()))
+            .collect::<Vec<_>>(),
+    ];
+    let mut all = true;
+    for (i, m) in nodes.iter().enumerate() {
+        let mut row = vec![format!("{} ({})", m.name, targets[i])];
+        for j in 0..nodes.len() {
+            row.push(
+                match results.get(i).and_then(|r| r.get(j)).copied().flatten() {
+                    None if i == j => "-".into(),
+                    Some(true) => "ok".into(),
+                    _ => {
+                        all = false;
+                        "FAIL".into()
+                    }
+                },
+            );
+        }
+        rows.push(row);
+    }
+    print!("{}", table(&rows));
+    println!(
+        "{}",
+        if all {
+            "all node pairs reach each other"
+        } else {
+            "some node pairs do NOT reach each other"
+        }
+    );
+    Ok(all)
+}
+
+fn ping(netns: &str, dst: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "ping", "-c1", "-W1", "-q", dst])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -1,0 +1,16 @@
+//! calico-lab: a Calico cluster in network namespaces on one host, described by a topology
+//! file (see `topology` for the schema and `examples/` for the seed labs).
+//!
+//! - `topology`: YAML schema and validation (errors name the field).
+//! - `names`: every namespace and link name, all carrying the lab (tag for 15-byte links).
+//! - `plan`: topology → ordered steps (pure, unit-tested).
+//! - `state`: the per-lab state directory and crash-safe state file.
+//! - `sys`: `ip`, sysctls inside namespaces, signals (the only place with side effects).
+//! - `lab`: the commands (`up`, `down`, `status`, `check`, `exec`).
+
+pub mod lab;
+pub mod names;
+pub mod plan;
+pub mod state;
+pub mod sys;
+pub mod topology;

@@ -1,0 +1,638 @@
+//! The topology file: its YAML schema (`raw`), and the validated `Topology` the rest of the lab
+//! works from (parse, don't validate).
+//!
+//! ```text
+//! YAML ──serde (unknown fields refused)──▶ raw::File ──validate()──▶ Topology
+//!                                                    └─ errors name the field: nodes[2].subnet
+//! ```
+//!
+//! Addresses are read as strings and parsed here, so a bad one is reported with its field path
+//! rather than as a serde position. Resources (inline or from a file next to the topology) are
+//! parsed with calico-api's codec at load time, so a typo fails `up` before anything is created.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use calico_api::Resource;
+use ipnet::Ipv4Net;
+
+use crate::names;
+
+/// Smallest and largest MTU we accept on a link.
+const MTU_RANGE: std::ops::RangeInclusive<u32> = 576..=65535;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("reading topology {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("topology {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// One or more fields are invalid; each line names the field.
+    #[error("topology {path} is invalid:\n  {}", problems.join("\n  "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// What an external BGP router runs (started by a later issue; parsed and validated now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouterKind {
+    Bird,
+    Frr,
+    Gobgp,
+}
+
+/// The YAML shape, exactly as written by users.
+pub mod raw {
+    use std::collections::BTreeMap;
+
+    use super::RouterKind;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct File {
+        pub name: String,
+        #[serde(default)]
+        pub datastore: Option<String>,
+        pub subnets: Vec<Subnet>,
+        pub nodes: Vec<Node>,
+        #[serde(default)]
+        pub routers: Vec<Router>,
+        #[serde(default)]
+        pub resources: Vec<ResourceSource>,
+        #[serde(default)]
+        pub node_env: BTreeMap<String, String>,
+        #[serde(default)]
+        pub pods: Vec<Pod>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Subnet {
+        pub name: String,
+        pub cidr: String,
+        pub gateway: String,
+        #[serde(default)]
+        pub mtu: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Node {
+        pub name: String,
+        pub subnet: String,
+        pub address: String,
+        #[serde(default)]
+        pub mtu: Option<u32>,
+        #[serde(default)]
+        pub interfaces: Vec<Interface>,
+        #[serde(default)]
+        pub env: BTreeMap<String, String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Interface {
+        #[serde(default)]
+        pub name: Option<String>,
+        pub subnet: String,
+        pub address: String,
+        #[serde(default)]
+        pub mtu: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Router {
+        pub name: String,
+        pub kind: RouterKind,
+        #[serde(rename = "as")]
+        pub asn: u32,
+        pub interfaces: Vec<Interface>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ResourceSource {
+        #[serde(default)]
+        pub file: Option<String>,
+        /// A YAML string (one or more documents) or the resource written as a mapping.
+        #[serde(default)]
+        pub inline: Option<serde_json::Value>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Pod {
+        #[serde(default = "default_namespace")]
+        pub namespace: String,
+        pub name: String,
+        pub node: String,
+        #[serde(default)]
+        pub labels: BTreeMap<String, String>,
+    }
+
+    fn default_namespace() -> String {
+        "default".to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Subnet {
+    pub name: String,
+    pub cidr: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+}
+
+/// One link of a node or router into a subnet's bridge.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Interface {
+    /// Name inside the node's namespace (`eth1` for a node's primary link).
+    pub name: String,
+    /// Index into `Topology::subnets`.
+    pub subnet: usize,
+    pub address: Ipv4Addr,
+    pub mtu: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Node {
+    pub name: String,
+    /// `interfaces[0]` is the primary link `eth1`, carrying the default route.
+    pub interfaces: Vec<Interface>,
+    /// `nodeEnv` overlaid with the node's own `env`.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Node {
+    pub fn primary(&self) -> &Interface {
+        // Invariant: validate() always creates the primary interface first.
+        &self.interfaces[0]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Router {
+    pub name: String,
+    pub kind: RouterKind,
+    pub asn: u32,
+    pub interfaces: Vec<Interface>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A validated topology.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub name: String,
+    pub subnets: Vec<Subnet>,
+    pub nodes: Vec<Node>,
+    pub routers: Vec<Router>,
+    /// Every resource, in file order, already parsed; with where each came from.
+    pub resources: Vec<(String, Resource)>,
+    pub pods: Vec<Pod>,
+}
+
+impl Topology {
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Topology::parse(&text, path, base)
+    }
+
+    /// Parse `text` (named `origin` in errors); resource files are relative to `base`.
+    pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Topology, TopologyError> {
+        let file: raw::File = serde_saphyr::from_str(text).map_err(|e| TopologyError::Syntax {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        validate(file, base).map_err(|problems| TopologyError::Invalid {
+            path: origin.to_path_buf(),
+            problems,
+        })
+    }
+
+    pub fn subnet_of(&self, iface: &Interface) -> &Subnet {
+        &self.subnets[iface.subnet]
+    }
+}
+
+fn parse_mtu(field: &str, v: Option<u32>, default: u32, p: &mut Vec<String>) -> u32 {
+    match v {
+        None => default,
+        Some(m) if MTU_RANGE.contains(&m) => m,
+        Some(m) => {
+            p.push(format!(
+                "{field}: {m} is out of range; use {}..={}",
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            ));
+            default
+        }
+    }
+}
+
+fn parse_addr(field: &str, s: &str, p: &mut Vec<String>) -> Option<Ipv4Addr> {
+    match s.trim().parse::<Ipv4Addr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(format!(
+                "{field}: {s:?} is not an IPv4 address (write it without a prefix length, e.g. 10.10.10.10)"
+            ));
+            None
+        }
+    }
+}
+
+/// The address must be a usable host address of the subnet.
+fn check_host(field: &str, addr: Ipv4Addr, subnet: &Subnet, p: &mut Vec<String>) {
+    if !subnet.cidr.contains(&addr) {
+        p.push(format!(
+            "{field}: {addr} is outside subnet {:?} ({})",
+            subnet.name, subnet.cidr
+        ));
+    } else if subnet.cidr.prefix_len() < 31
+        && (addr == subnet.cidr.network() || addr == subnet.cidr.broadcast())
+    {
+        p.push(format!(
+            "{field}: {addr} is the network or broadcast address of {}",
+            subnet.cidr
+        ));
+    }
+}
+
+struct Checker<'a> {
+    subnets: &'a [Subnet],
+    subnet_index: BTreeMap<&'a str, usize>,
+    /// Every address handed out so far, with the field that took it.
+    taken: BTreeMap<Ipv4Addr, String>,
+}
+
+impl Checker<'_> {
+    fn claim(&mut self, field: &str, addr: Ipv4Addr, p: &mut Vec<String>) {
+        if let Some(prev) = self.taken.get(&addr) {
+            p.push(format!("{field}: address {addr} is already used by {prev}"));
+        } else {
+            self.taken.insert(addr, field.to_string());
+        }
+    }
+
+    fn interface(
+        &mut self,
+        field: &str,
+        name: String,
+        raw_subnet: &str,
+        raw_addr: &str,
+        raw_mtu: Option<u32>,
+        p: &mut Vec<String>,
+    ) -> Option<Interface> {
+        let Some(&subnet) = self.subnet_index.get(raw_subnet) else {
+            let known: Vec<&str> = self.subnet_index.keys().copied().collect();
+            p.push(format!(
+                "{field}.subnet: no subnet named {raw_subnet:?} (subnets: {})",
+                known.join(", ")
+            ));
+            return None;
+        };
+        let addr = parse_addr(&format!("{field}.address"), raw_addr, p)?;
+        let sub = &self.subnets[subnet];
+        check_host(&format!("{field}.address"), addr, sub, p);
+        self.claim(&format!("{field}.address"), addr, p);
+        let mtu = parse_mtu(&format!("{field}.mtu"), raw_mtu, sub.mtu, p);
+        Some(Interface {
+            name,
+            subnet,
+            address: addr,
+            mtu,
+        })
+    }
+
+    /// Extra interfaces of a node or router; `first` is the name the first one defaults to.
+    fn extras(
+        &mut self,
+        field: &str,
+        raws: &[raw::Interface],
+        first: usize,
+        used: &mut BTreeSet<String>,
+        p: &mut Vec<String>,
+    ) -> Vec<Interface> {
+        if raws.len() > names::MAX_EXTRA_INTERFACES {
+            p.push(format!(
+                "{field}: {} interfaces; at most {} are supported",
+                raws.len(),
+                names::MAX_EXTRA_INTERFACES
+            ));
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (k, r) in raws.iter().enumerate() {
+            let f = format!("{field}[{k}]");
+            let name = r
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("eth{}", first + k));
+            if let Err(e) = names::check_ifname(&name) {
+                p.push(format!("{f}.name: {e}"));
+            } else if !used.insert(name.clone()) {
+                p.push(format!(
+                    "{f}.name: {name:?} is used twice in this namespace"
+                ));
+            }
+            if let Some(i) = self.interface(&f, name, &r.subnet, &r.address, r.mtu, p) {
+                out.push(i);
+            }
+        }
+        out
+    }
+}
+
+fn validate(file: raw::File, base: &Path) -> Result<Topology, Vec<String>> {
+    let mut p = Vec::new();
+    if let Err(e) = names::check_lab_name(&file.name) {
+        p.push(format!("name: {e}"));
+    }
+    match file.datastore.as_deref() {
+        None | Some("embedded") => {}
+        Some(other) => p.push(format!(
+            "datastore: {other:?} is not supported yet; use \"embedded\" (the default)"
+        )),
+    }
+
+    // Subnets.
+    if file.subnets.is_empty() {
+        p.push("subnets: at least one subnet is needed".into());
+    }
+    if file.subnets.len() > names::MAX_SUBNETS {
+        p.push(format!(
+            "subnets: {} subnets; at most {} are supported",
+            file.subnets.len(),
+            names::MAX_SUBNETS
+        ));
+        return Err(p);
+    }
+    let mut subnets: Vec<Subnet> = Vec::new();
+    for (i, s) in file.subnets.iter().enumerate() {
+        let f = format!("subnets[{i}]");
+        if let Err(e) = names::check_object_name(&s.name) {
+            p.push(format!("{f}.name: {e}"));
+        }
+        if subnets.iter().any(|o| o.name == s.name) {
+            p.push(format!("{f}.name: subnet {:?} is defined twice", s.name));
+        }
+        let cidr = match s.cidr.trim().parse::<Ipv4Net>() {
+            Ok(c) if c.trunc() != c => {
+                p.push(format!(
+                    "{f}.cidr: {c} has host bits set; did you mean {}?",
+                    c.trunc()
+                ));
+                continue;
+            }
+            Ok(c) if c.prefix_len() > 30 => {
+                p.push(format!("{f}.cidr: {c} is too small; use /30 or shorter"));
+                continue;
+            }
+            Ok(c) => c,
+            Err(_) => {
+                p.push(format!(
+                    "{f}.cidr: {:?} is not an IPv4 CIDR (e.g. 10.10.10.0/24)",
+                    s.cidr
+                ));
+                continue;
+            }
+        };
+        if let Some(o) = subnets
+            .iter()
+            .find(|o| o.cidr.contains(&cidr.network()) || cidr.contains(&o.cidr.network()))
+        {
+            p.push(format!(
+                "{f}.cidr: {cidr} overlaps subnet {:?} ({})",
+                o.name, o.cidr
+            ));
+        }
+        let mtu = parse_mtu(&format!("{f}.mtu"), s.mtu, 1500, &mut p);
+        let Some(gateway) = parse_addr(&format!("{f}.gateway"), &s.gateway, &mut p) else {
+            continue;
+        };
+        let sub = Subnet {
+            name: s.name.clone(),
+            cidr,
+            gateway,
+            mtu,
+        };
+        check_host(&format!("{f}.gateway"), gateway, &sub, &mut p);
+        subnets.push(sub);
+    }
+    // Bail out before nodes when subnets are broken: every node error would repeat it.
+    if !p.is_empty() {
+        return Err(p);
+    }
+    let mut ck = Checker {
+        subnets: &subnets,
+        subnet_index: subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect(),
+        taken: subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.gateway, format!("subnets[{i}].gateway")))
+            .collect(),
+    };
+
+    // Nodes and routers share one name space (their namespaces are named after them).
+    let mut entity_names: BTreeMap<String, String> = BTreeMap::new();
+    let mut claim_name = |field: &str, name: &str, p: &mut Vec<String>| {
+        if let Err(e) = names::check_object_name(name) {
+            p.push(format!("{field}: {e}"));
+        } else if name == names::SWITCH {
+            p.push(format!(
+                "{field}: {name:?} is reserved for the lab's switch namespace"
+            ));
+        } else if let Some(prev) = entity_names.get(name) {
+            p.push(format!("{field}: {name:?} is already the name of {prev}"));
+        } else {
+            entity_names.insert(name.to_string(), field.to_string());
+        }
+    };
+
+    if file.nodes.is_empty() {
+        p.push("nodes: at least one node is needed".into());
+    }
+    if file.nodes.len() + file.routers.len() > names::MAX_ENTITIES {
+        p.push(format!(
+            "nodes: {} nodes and routers; at most {} are supported",
+            file.nodes.len() + file.routers.len(),
+            names::MAX_ENTITIES
+        ));
+        return Err(p);
+    }
+    for (k, v) in &file.node_env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            p.push(format!("nodeEnv.{k}: not a valid environment variable"));
+        }
+    }
+    let mut nodes = Vec::new();
+    for (i, n) in file.nodes.iter().enumerate() {
+        let f = format!("nodes[{i}]");
+        claim_name(&format!("{f}.name"), &n.name, &mut p);
+        let mut used = BTreeSet::from([names::PRIMARY_IFNAME.to_string(), "lo".to_string()]);
+        let primary = ck.interface(
+            &f,
+            names::PRIMARY_IFNAME.to_string(),
+            &n.subnet,
+            &n.address,
+            n.mtu,
+            &mut p,
+        );
+        let extras = ck.extras(
+            &format!("{f}.interfaces"),
+            &n.interfaces,
+            2,
+            &mut used,
+            &mut p,
+        );
+        for (k, v) in &n.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                p.push(format!("{f}.env.{k}: not a valid environment variable"));
+            }
+        }
+        let mut env = file.node_env.clone();
+        env.extend(n.env.clone());
+        if let Some(primary) = primary {
+            let mut interfaces = vec![primary];
+            interfaces.extend(extras);
+            nodes.push(Node {
+                name: n.name.clone(),
+                interfaces,
+                env,
+            });
+        }
+    }
+
+    let mut routers = Vec::new();
+    for (i, r) in file.routers.iter().enumerate() {
+        let f = format!("routers[{i}]");
+        claim_name(&format!("{f}.name"), &r.name, &mut p);
+        if r.asn == 0 {
+            p.push(format!("{f}.as: 0 is not a valid AS number"));
+        }
+        if r.interfaces.is_empty() {
+            p.push(format!(
+                "{f}.interfaces: a router needs at least one interface (subnet and address)"
+            ));
+        }
+        let mut used = BTreeSet::from(["lo".to_string()]);
+        let interfaces = ck.extras(
+            &format!("{f}.interfaces"),
+            &r.interfaces,
+            1,
+            &mut used,
+            &mut p,
+        );
+        routers.push(Router {
+            name: r.name.clone(),
+            kind: r.kind,
+            asn: r.asn,
+            interfaces,
+        });
+    }
+
+    let mut pods = Vec::new();
+    let mut pod_keys = BTreeSet::new();
+    for (i, pod) in file.pods.iter().enumerate() {
+        let f = format!("pods[{i}]");
+        if let Err(e) = names::check_object_name(&pod.namespace) {
+            p.push(format!("{f}.namespace: {e}"));
+        }
+        if let Err(e) = names::check_object_name(&pod.name) {
+            p.push(format!("{f}.name: {e}"));
+        }
+        if !file.nodes.iter().any(|n| n.name == pod.node) {
+            p.push(format!("{f}.node: no node named {:?}", pod.node));
+        }
+        if !pod_keys.insert((pod.namespace.clone(), pod.name.clone())) {
+            p.push(format!(
+                "{f}: pod {}/{} is defined twice",
+                pod.namespace, pod.name
+            ));
+        }
+        pods.push(Pod {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            node: pod.node.clone(),
+            labels: pod.labels.clone(),
+        });
+    }
+
+    let resources = load_resources(&file.resources, base, &mut p);
+    if !p.is_empty() {
+        return Err(p);
+    }
+    Ok(Topology {
+        name: file.name,
+        subnets,
+        nodes,
+        routers,
+        resources,
+        pods,
+    })
+}
+
+fn load_resources(
+    sources: &[raw::ResourceSource],
+    base: &Path,
+    p: &mut Vec<String>,
+) -> Vec<(String, Resource)> {
+    let mut out = Vec::new();
+    for (i, src) in sources.iter().enumerate() {
+        let f = format!("resources[{i}]");
+        let (origin, text) = match (&src.file, &src.inline) {
+            (Some(file), None) => {
+                let path = base.join(file);
+                match std::fs::read_to_string(&path) {
+                    Ok(t) => (format!("{f}.file ({})", path.display()), t),
+                    Err(e) => {
+                        p.push(format!("{f}.file: cannot read {}: {e}", path.display()));
+                        continue;
+                    }
+                }
+            }
+            (None, Some(serde_json::Value::String(s))) => (format!("{f}.inline"), s.clone()),
+            (None, Some(v)) => (format!("{f}.inline"), v.to_string()),
+            _ => {
+                p.push(format!(
+                    "{f}: give exactly one of `file` (a path relative to the topology) or `inline`"
+                ));
+                continue;
+            }
+        };
+        match calico_api::codec::parse_documents(&text) {
+            Ok(rs) if rs.is_empty() => p.push(format!("{origin}: holds no resource")),
+            Ok(rs) => out.extend(rs.into_iter().map(|r| (origin.clone(), r))),
+            Err(e) => p.push(format!("{origin}: {e}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "topology_tests.rs"]
+mod tests;
