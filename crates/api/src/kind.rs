@@ -50,23 +50,23 @@ macro_rules! kinds {
 kinds! {
     IPPool => "IPPool", "ippools", namespaced: false, aliases: ["ippool", "pool", "pools", "ipp", "ipps"];
     IPAMConfiguration => "IPAMConfiguration", "ipamconfigurations", namespaced: false, aliases: ["ipamconfig", "ipamconfigs", "ipamconfiguration"];
-    IPReservation => "IPReservation", "ipreservations", namespaced: false, aliases: ["ipreservation", "ipr", "iprs"];
+    IPReservation => "IPReservation", "ipreservations", namespaced: false, aliases: ["ipreservation", "ipr", "iprs", "reservation", "reservations"];
     BlockAffinity => "BlockAffinity", "blockaffinities", namespaced: false, aliases: ["blockaffinity", "affinity", "affinities", "bas", "ba"];
-    Node => "Node", "nodes", namespaced: false, aliases: ["node", "no"];
+    Node => "Node", "nodes", namespaced: false, aliases: ["node", "no", "nos"];
     WorkloadEndpoint => "WorkloadEndpoint", "workloadendpoints", namespaced: true, aliases: ["workloadendpoint", "wep", "weps"];
     HostEndpoint => "HostEndpoint", "hostendpoints", namespaced: false, aliases: ["hostendpoint", "hep", "heps"];
     BGPConfiguration => "BGPConfiguration", "bgpconfigurations", namespaced: false, aliases: ["bgpconfiguration", "bgpconfig", "bgpconfigs"];
     BGPPeer => "BGPPeer", "bgppeers", namespaced: false, aliases: ["bgppeer", "bgpp", "bgpps", "bp", "bps"];
-    BGPFilter => "BGPFilter", "bgpfilters", namespaced: false, aliases: ["bgpfilter"];
+    BGPFilter => "BGPFilter", "bgpfilters", namespaced: false, aliases: ["bgpfilter", "bgpf", "bgpfs", "bf", "bfs"];
     FelixConfiguration => "FelixConfiguration", "felixconfigurations", namespaced: false, aliases: ["felixconfiguration", "felixconfig", "felixconfigs"];
-    NetworkPolicy => "NetworkPolicy", "networkpolicies", namespaced: true, aliases: ["networkpolicy", "policy", "np", "nps", "policies"];
+    NetworkPolicy => "NetworkPolicy", "networkpolicies", namespaced: true, aliases: ["networkpolicy", "policy", "np", "nps", "policies", "pol", "pols"];
     GlobalNetworkPolicy => "GlobalNetworkPolicy", "globalnetworkpolicies", namespaced: false, aliases: ["globalnetworkpolicy", "gnp", "gnps"];
     Tier => "Tier", "tiers", namespaced: false, aliases: ["tier"];
     NetworkSet => "NetworkSet", "networksets", namespaced: true, aliases: ["networkset", "netset", "netsets"];
-    GlobalNetworkSet => "GlobalNetworkSet", "globalnetworksets", namespaced: false, aliases: ["globalnetworkset"];
+    GlobalNetworkSet => "GlobalNetworkSet", "globalnetworksets", namespaced: false, aliases: ["globalnetworkset", "gnetsets"];
     Profile => "Profile", "profiles", namespaced: false, aliases: ["profile", "pro", "pros"];
     ClusterInformation => "ClusterInformation", "clusterinformations", namespaced: false, aliases: ["clusterinformation", "clusterinfo", "clusterinfos"];
-    KubeControllersConfiguration => "KubeControllersConfiguration", "kubecontrollersconfigurations", namespaced: false, aliases: ["kubecontrollersconfiguration", "kcc"];
+    KubeControllersConfiguration => "KubeControllersConfiguration", "kubecontrollersconfigurations", namespaced: false, aliases: ["kubecontrollersconfiguration", "kcc", "kubecontrollersconfig", "kubecontrollersconfigs"];
 }
 
 impl fmt::Display for Kind {
@@ -85,6 +85,8 @@ mod tests {
         assert_eq!(Kind::from_user("IPPools"), Some(Kind::IPPool));
         assert_eq!(Kind::from_user("wep"), Some(Kind::WorkloadEndpoint));
         assert_eq!(Kind::from_user("gnp"), Some(Kind::GlobalNetworkPolicy));
+        assert_eq!(Kind::from_user("pols"), Some(Kind::NetworkPolicy));
+        assert_eq!(Kind::from_user("bgpf"), Some(Kind::BGPFilter));
         assert_eq!(Kind::from_user("nonsense"), None);
         for k in Kind::ALL {
             assert_eq!(Kind::from_user(k.name()), Some(*k));

@@ -1,24 +1,11 @@
-//! What the user typed, resolved: kind names (with upstream's extra aliases) and the
-//! namespace rules every command shares.
+//! What the user typed, resolved: kind names and the namespace rules every command shares.
 
 use calico_api::{Kind, Resource};
 
-/// Resolves a kind as typed on the command line; upstream's message when it is unknown.
+/// Resolves a kind as typed on the command line (every alias upstream's resource manager
+/// accepts is in `Kind::from_user`); upstream's message when it is unknown.
 pub fn kind(typed: &str) -> Result<Kind, String> {
-    if let Some(k) = Kind::from_user(typed) {
-        return Ok(k);
-    }
-    // Aliases upstream's resource manager accepts that `Kind::from_user` does not.
-    let k = match typed.to_ascii_lowercase().as_str() {
-        "nos" => Kind::Node,
-        "bgpf" | "bgpfs" | "bf" | "bfs" => Kind::BGPFilter,
-        "pol" | "pols" => Kind::NetworkPolicy,
-        "gnetsets" => Kind::GlobalNetworkSet,
-        "reservation" | "reservations" => Kind::IPReservation,
-        "kubecontrollersconfig" | "kubecontrollersconfigs" => Kind::KubeControllersConfiguration,
-        _ => return Err(format!("resource type '{typed}' is not supported")),
-    };
-    Ok(k)
+    Kind::from_user(typed).ok_or_else(|| format!("resource type '{typed}' is not supported"))
 }
 
 /// Upstream's namespace rules: `-n` fills a namespaced resource's empty namespace (default

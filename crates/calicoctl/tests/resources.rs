@@ -302,6 +302,17 @@ fn create_delete_and_not_found() {
         ctl.run(&["delete", "-s", "ippool", "gone"]).ok().stdout,
         "Successfully deleted 1 'IPPool' resource(s)\n"
     );
+    // Upstream's less common aliases resolve too.
+    for alias in [
+        "pols",
+        "nos",
+        "bgpf",
+        "gnetsets",
+        "reservations",
+        "kubecontrollersconfigs",
+    ] {
+        ctl.run(&["get", alias]).ok();
+    }
     let r = ctl.run(&["get", "bogus"]);
     assert_eq!(
         r.failed().stderr,
