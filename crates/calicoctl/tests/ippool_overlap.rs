@@ -10,17 +10,22 @@ fn listed(ctl: &Ctl) -> String {
     ctl.run(&["get", "ippool"]).ok().stdout.clone()
 }
 
+/// A multi-document YAML input of pools `(name, cidr)`.
+fn pools(list: &[(&str, &str)]) -> String {
+    let docs: Vec<String> = list.iter().map(|(n, c)| pool(n, c, "")).collect();
+    docs.join("---\n")
+}
+
 const HINT: &str = "(pools may not share addresses: choose a CIDR outside it, or delete";
 
 #[test]
 fn two_new_pools_that_overlap_each_other_write_nothing() {
     let ctl = Ctl::embedded();
-    let text = format!(
-        "{}---\n{}---\n{}",
-        pool("wide", "10.50.0.0/16", ""),
-        pool("fine", "10.51.0.0/16", ""),
-        pool("narrow", "10.50.7.0/24", "")
-    );
+    let text = pools(&[
+        ("wide", "10.50.0.0/16"),
+        ("fine", "10.51.0.0/16"),
+        ("narrow", "10.50.7.0/24"),
+    ]);
     let f = ctl.file("pools.yaml", &text);
     let empty = listed(&ctl);
     for cmd in ["create", "apply"] {
@@ -44,11 +49,7 @@ fn a_new_pool_that_overlaps_a_stored_one_writes_nothing() {
     ctl.apply(&ctl.file("stored.yaml", &pool("stored", "192.168.0.0/16", "")))
         .ok();
     let before = listed(&ctl);
-    let text = format!(
-        "{}---\n{}",
-        pool("other", "10.70.0.0/16", ""),
-        pool("big", "192.0.0.0/8", "")
-    );
+    let text = pools(&[("other", "10.70.0.0/16"), ("big", "192.0.0.0/8")]);
     let f = ctl.file("batch.yaml", &text);
     let r = ctl.apply(&f);
     assert_eq!(
@@ -74,12 +75,11 @@ fn a_new_pool_that_overlaps_a_stored_one_writes_nothing() {
 #[test]
 fn pools_do_not_overlap_themselves() {
     let ctl = Ctl::embedded();
-    let text = format!(
-        "{}---\n{}---\n{}",
-        pool("a", "10.80.0.0/16", ""),
-        pool("b", "10.81.0.0/16", ""),
-        pool("v6", "fd00:80::/112", "")
-    );
+    let text = pools(&[
+        ("a", "10.80.0.0/16"),
+        ("b", "10.81.0.0/16"),
+        ("v6", "fd00:80::/112"),
+    ]);
     let f = ctl.file("pools.yaml", &text);
     assert_eq!(
         ctl.apply(&f).ok().stdout,
