@@ -86,6 +86,8 @@ pub struct CalcGraph {
     mac_nodes: BTreeMap<String, BTreeSet<String>>,
     state: DesiredState,
     in_sync: bool,
+    /// While loading a snapshot: update the facts only, recompute once at the end.
+    deferred: bool,
 }
 
 fn is_host_route(d: &IpNet) -> bool {
@@ -111,6 +113,7 @@ impl CalcGraph {
             mac_nodes: BTreeMap::new(),
             state,
             in_sync: false,
+            deferred: false,
         }
     }
 
@@ -120,9 +123,12 @@ impl CalcGraph {
         kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> Self {
         let mut g = CalcGraph::new(local);
+        g.deferred = true;
         for (k, v) in kvs {
             g.put(k, v);
         }
+        g.deferred = false;
+        g.recompute_all();
         g.in_sync = true;
         g
     }
@@ -238,7 +244,9 @@ impl CalcGraph {
                 self.set_block(cidr, new, &mut d);
             }
         }
-        if d.global {
+        if self.deferred {
+            Vec::new()
+        } else if d.global {
             self.recompute_all()
         } else {
             self.recompute(d)
