@@ -1,0 +1,385 @@
+//! calico-lab against the real kernel: `up` a 4-node / 2-subnet lab, check all-pairs node
+//! reachability (also across subnets through the switch), `down` removes every namespace and
+//! link; a lab whose `up` was SIGKILLed half-way, or whose state file is gone, is still cleaned.
+//!
+//! Needs root and iproute2; fails loudly otherwise. Every test uses its own lab name (pid,
+//! counter, time) and its own state directory, and a guard runs `down` even when it fails.
+//! Traffic goes only to addresses inside the namespaces these labs create.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use calico_lab::names::LabNames;
+
+const BIN: &str = env!("CARGO_BIN_EXE_calico-lab");
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests create network namespaces and need root; run them as root (CI does)"
+    );
+    let ok = Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "these tests need iproute2 (`ip`); install it (scripts/install-deps.sh)"
+    );
+}
+
+fn unique_name(prefix: &str) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() % 100_000)
+        .unwrap_or(0);
+    format!(
+        "{prefix}{}-{}-{secs}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn netns_of_lab(names: &LabNames) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| names.owns_netns(n) || n.contains(names.tag()))
+        .map(str::to_string)
+        .collect()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// One lab of one test: its name, state directory and topology file; `down` on drop.
+struct Lab {
+    name: String,
+    names: LabNames,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(prefix: &str) -> Lab {
+        require_root();
+        let name = unique_name(prefix);
+        let dir = tempfile::tempdir().expect("temp dir");
+        Lab {
+            names: LabNames::new(&name),
+            name,
+            dir,
+        }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("CALICO_LAB_STATE_DIR", self.state_dir())
+            .env_remove("CALICO_LAB")
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run calico-lab")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "calico-lab {args:?} failed: {}",
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn write_topology(&self, body: &str) -> PathBuf {
+        let path = self.dir.path().join("topology.yaml");
+        std::fs::write(&path, format!("name: {}\n{body}", self.name)).expect("write topology");
+        path
+    }
+
+    fn netns(&self) -> Vec<String> {
+        netns_of_lab(&self.names)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", &self.name]);
+        // Last resort if `down` itself is broken: remove by name, so no test leaves debris.
+        for n in self.netns() {
+            let _ = Command::new("ip").args(["netns", "del", &n]).status();
+        }
+    }
+}
+
+const FOUR_NODES: &str = "
+subnets:
+  - {name: vlan10, cidr: 10.10.10.0/24, gateway: 10.10.10.1}
+  - {name: vlan20, cidr: 10.10.20.0/24, gateway: 10.10.20.1, mtu: 9000}
+nodes:
+  - name: control-plane
+    subnet: vlan10
+    address: 10.10.10.10
+    interfaces: [{name: eth2, subnet: vlan20, address: 10.10.20.50, mtu: 1500}]
+  - {name: worker, subnet: vlan10, address: 10.10.10.11}
+  - {name: worker2, subnet: vlan10, address: 10.10.10.12}
+  - {name: worker3, subnet: vlan20, address: 10.10.20.10}
+resources:
+  - inline:
+      apiVersion: projectcalico.org/v3
+      kind: IPPool
+      metadata: {name: default-ipv4-ippool}
+      spec: {cidr: 192.168.0.0/16, blockSize: 26, vxlanMode: CrossSubnet, natOutgoing: true}
+nodeEnv: {CALICO_NETWORKING_BACKEND: vxlan}
+";
+
+#[test]
+fn up_check_and_down_of_a_four_node_two_subnet_lab() {
+    let lab = Lab::new("lab");
+    let topo = lab.write_topology(FOUR_NODES);
+    let out = lab.ok(&["up", topo.to_str().expect("utf-8 path")]);
+    for (node, subnet, addr) in [
+        ("control-plane", "vlan10", "10.10.10.10/24"),
+        ("worker", "vlan10", "10.10.10.11/24"),
+        ("worker2", "vlan10", "10.10.10.12/24"),
+        ("worker3", "vlan20", "10.10.20.10/24"),
+    ] {
+        assert!(
+            out.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() >= 4 && f[0] == node && f[1] == subnet && f[2] == addr && f[3] == "eth1"
+            }),
+            "summary lacks {node} {subnet} {addr}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("applied 1 resource(s): IPPool default-ipv4-ippool"),
+        "{out}"
+    );
+    // Switch + 4 nodes, every one carrying the lab's name.
+    let ns = lab.netns();
+    assert_eq!(ns.len(), 5, "{ns:?}");
+    assert!(ns.iter().all(|n| n.contains(&lab.name)), "{ns:?}");
+
+    // Inside a node: eth1 with its address, default route via the gateway, forwarding on.
+    let addr = lab.ok(&[
+        "exec", "worker3", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth1",
+    ]);
+    assert!(addr.contains("10.10.20.10/24"), "{addr}");
+    let link = lab.ok(&[
+        "exec", "worker3", "--", "ip", "-o", "link", "show", "dev", "eth1",
+    ]);
+    assert!(
+        link.contains("mtu 9000"),
+        "subnet MTU reaches the node: {link}"
+    );
+    let routes = lab.ok(&["exec", "worker3", "--", "ip", "route", "show", "default"]);
+    assert!(
+        routes.contains("default via 10.10.20.1 dev eth1"),
+        "{routes}"
+    );
+    let fwd = lab.ok(&[
+        "exec",
+        "worker",
+        "--",
+        "cat",
+        "/proc/sys/net/ipv4/ip_forward",
+    ]);
+    assert_eq!(fwd.trim(), "1");
+    let eth2 = lab.ok(&[
+        "exec",
+        "control-plane",
+        "--",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        "eth2",
+    ]);
+    assert!(eth2.contains("10.10.20.50/24"), "extra interface: {eth2}");
+    // exec passes the command's exit code through.
+    let o = lab.run(&["exec", "worker", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    // Pods are reserved for later; a clear error now.
+    let o = lab.run(&["exec", "default/pod-a", "--", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("pods"),
+        "{}",
+        text(&o)
+    );
+
+    // Every node reaches every other, in its subnet and across the switch.
+    let matrix = lab.ok(&["check"]);
+    assert_eq!(matrix.matches(" ok").count(), 12, "{matrix}");
+    assert!(!matrix.contains("FAIL"), "{matrix}");
+    assert!(
+        matrix.contains("all node pairs reach each other"),
+        "{matrix}"
+    );
+
+    // The datastore file exists in the state directory and holds the pool.
+    let state = lab.state_dir().join(&lab.name);
+    assert!(state.join("datastore.db").exists());
+    let env = std::fs::read_to_string(state.join("worker/calico-node.env")).expect("env file");
+    assert!(env.contains("NODENAME=worker\n"), "{env}");
+    assert!(env.contains("CALICO_NETWORKING_BACKEND=vxlan\n"), "{env}");
+
+    let status = lab.ok(&["status"]);
+    assert!(status.contains("10.10.10.11/24"), "{status}");
+    assert!(status.contains(&lab.names.bridge(0)), "{status}");
+
+    // A second `up` of the same lab is refused and changes nothing.
+    let o = lab.run(&["up", topo.to_str().expect("utf-8 path")]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already up"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(lab.netns().len(), 5);
+
+    lab.ok(&["down", &lab.name]);
+    assert_eq!(
+        lab.netns(),
+        Vec::<String>::new(),
+        "down left namespaces behind"
+    );
+    assert!(!state.exists(), "down removes the state directory");
+}
+
+#[test]
+fn check_reports_a_broken_link() {
+    let lab = Lab::new("brk");
+    let topo = lab.write_topology(FOUR_NODES);
+    lab.ok(&["up", topo.to_str().expect("utf-8 path")]);
+    lab.ok(&["exec", "worker2", "--", "ip", "link", "set", "eth1", "down"]);
+    let started = Instant::now();
+    let o = lab.run(&["check"]);
+    assert!(!o.status.success(), "check must fail: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // worker2's row and column fail (3 + 3), the rest answer.
+    assert_eq!(out.matches("FAIL").count(), 6, "{out}");
+    assert_eq!(out.matches(" ok").count(), 6, "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "pings are bounded"
+    );
+}
+
+#[test]
+fn down_after_up_was_killed_half_way() {
+    let lab = Lab::new("crash");
+    let topo = lab.write_topology(FOUR_NODES);
+    // Killed before step 24 (0-based), the second node's first veth: the switch and the
+    // first node are complete, the second node's namespace exists without links.
+    let o = lab
+        .cmd(&["up", topo.to_str().expect("utf-8 path")])
+        .env(calico_lab::lab::CRASH_AFTER_ENV, "24")
+        .output()
+        .expect("run up");
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "up should have been SIGKILLed: {}",
+        text(&o)
+    );
+    let left = lab.netns();
+    assert_eq!(left.len(), 3, "switch + 2 nodes expected: {left:?}");
+    let st = lab.state_dir().join(&lab.name).join("state.json");
+    let state = std::fs::read_to_string(&st).expect("state file survives the crash");
+    assert!(state.contains("\"complete\": false"), "{state}");
+
+    let status = lab.ok(&["status"]);
+    assert!(status.contains("INCOMPLETE"), "{status}");
+
+    let out = lab.ok(&["down", &lab.name]);
+    assert!(out.contains("is down"), "{out}");
+    assert_eq!(lab.netns(), Vec::<String>::new());
+    // Now it can come up cleanly again.
+    lab.ok(&["up", topo.to_str().expect("utf-8 path")]);
+    assert_eq!(lab.netns().len(), 5);
+}
+
+#[test]
+fn down_without_a_state_file_cleans_by_name_and_stops_processes() {
+    let lab = Lab::new("orph");
+    let other = Lab::new("orph");
+    // Leftovers of a lab whose state directory is gone: two namespaces and a process in one.
+    let a = lab.names.netns("node-a");
+    let sw = lab.names.switch_netns();
+    let keep = other.names.netns("node-a");
+    for n in [&a, &sw, &keep] {
+        let s = Command::new("ip")
+            .args(["netns", "add", n])
+            .status()
+            .expect("ip");
+        assert!(s.success(), "ip netns add {n}");
+    }
+    let mut sleeper = Command::new("ip")
+        .args(["netns", "exec", &a, "sleep", "60"])
+        .spawn()
+        .expect("start a process in the lab namespace");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &a])
+            .output()
+            .expect("ip");
+        if !pids.stdout.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let out = lab.ok(&["down", &lab.name]);
+    assert!(out.contains("2 namespace(s), 1 process(es)"), "{out}");
+    assert_eq!(lab.netns(), Vec::<String>::new());
+    let status = sleeper.wait().expect("reap the sleeper");
+    assert!(
+        !status.success(),
+        "the process in the lab's namespace was stopped"
+    );
+    // Another lab's namespace is not touched.
+    assert_eq!(other.netns(), vec![keep.clone()]);
+}
+
+#[test]
+fn an_invalid_topology_names_the_field_and_creates_nothing() {
+    let lab = Lab::new("inval");
+    let topo = lab.write_topology(&FOUR_NODES.replace(
+        "{name: worker2, subnet: vlan10",
+        "{name: worker2, subnet: sub3",
+    ));
+    let o = lab.run(&["up", topo.to_str().expect("utf-8 path")]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nodes[2].subnet: no subnet named \"sub3\""),
+        "{err}"
+    );
+    assert_eq!(lab.netns(), Vec::<String>::new());
+    assert!(!Path::new(&lab.state_dir().join(&lab.name)).exists());
+}
