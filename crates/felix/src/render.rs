@@ -131,3 +131,110 @@ pub fn render_state(state: &DesiredState) -> String {
     let _ = writeln!(out, "host {} pod {}", state.mtu.host, state.mtu.pod);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FELIX_ROUTE_PROTO, RouteSource};
+
+    fn r(dst: &str, kind: RouteKind, proto: u8, scope_link: bool, onlink: bool) -> Route {
+        Route {
+            dst: dst.parse().expect("dst"),
+            kind,
+            proto,
+            scope_link,
+            onlink,
+            source: RouteSource::RemoteBlock,
+            node: None,
+        }
+    }
+
+    #[test]
+    fn every_kind_prints_like_ip_route() {
+        let gw4 = "10.0.0.9".parse().expect("ip");
+        let cases = [
+            (
+                r(
+                    "10.1.0.0/26",
+                    RouteKind::Blackhole,
+                    FELIX_ROUTE_PROTO,
+                    false,
+                    false,
+                ),
+                "blackhole 10.1.0.0/26 proto 80",
+            ),
+            (
+                r(
+                    "10.1.0.5/32",
+                    RouteKind::Device {
+                        iface: "cali0123456789a".into(),
+                    },
+                    BOOT_ROUTE_PROTO,
+                    true,
+                    false,
+                ),
+                "10.1.0.5 dev cali0123456789a scope link",
+            ),
+            (
+                r(
+                    "10.1.0.64/26",
+                    RouteKind::ViaVxlan { gw: gw4 },
+                    BOOT_ROUTE_PROTO,
+                    false,
+                    true,
+                ),
+                "10.1.0.64/26 via 10.0.0.9 dev vxlan.calico onlink",
+            ),
+            (
+                r(
+                    "10.1.0.128/26",
+                    RouteKind::ViaNode {
+                        gw: "10.0.0.9".parse().expect("ip"),
+                        dev: "eth1".into(),
+                    },
+                    FELIX_ROUTE_PROTO,
+                    false,
+                    true,
+                ),
+                "10.1.0.128/26 via 10.0.0.9 dev eth1 proto 80 onlink",
+            ),
+            (
+                r(
+                    "10.1.0.192/26",
+                    RouteKind::ViaIpip { gw: gw4 },
+                    FELIX_ROUTE_PROTO,
+                    false,
+                    true,
+                ),
+                "10.1.0.192/26 via 10.0.0.9 dev tunl0 proto 80 onlink",
+            ),
+        ];
+        for (route, want) in cases {
+            assert_eq!(route_line(&route), want);
+        }
+    }
+
+    #[test]
+    fn kernel_order_puts_the_longer_prefix_first_for_one_address() {
+        let mut v: Vec<IpNet> = [
+            "10.48.0.128/26",
+            "10.48.0.130/32",
+            "10.48.0.128/32",
+            "10.48.0.0/26",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("net"))
+        .collect();
+        v.sort_by_key(kernel_order);
+        let s: Vec<String> = v.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            s,
+            [
+                "10.48.0.0/26",
+                "10.48.0.128/32",
+                "10.48.0.128/26",
+                "10.48.0.130/32"
+            ]
+        );
+    }
+}
