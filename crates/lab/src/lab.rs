@@ -20,9 +20,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use calico_datastore::config::{DatastoreConfig, EmbeddedConfig};
 use calico_datastore::resources::ResourceStore;
 
+use crate::agents::{self, NodeAgent};
 use crate::names::LabNames;
 use crate::plan::{Step, plan};
-use crate::state::{self, Member, Root, State};
+use crate::state::{self, Member, Process, Root, State};
 use crate::sys;
 use crate::topology::Topology;
 
@@ -147,7 +148,7 @@ fn node_env(node: &crate::topology::Node, datastore: &Path) -> String {
     env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
-pub fn up(root: &Root, file: &Path) -> Result<()> {
+pub fn up(root: &Root, file: &Path, agent: &NodeAgent) -> Result<()> {
     let topo = Topology::load(file)?;
     let names = LabNames::new(&topo.name);
     if root.load(&topo.name)?.is_some() {
@@ -183,9 +184,15 @@ pub fn up(root: &Root, file: &Path) -> Result<()> {
         processes: Vec::new(),
     };
     root.save(&st)?;
-    match build(root, &topo, &names, &mut st, file) {
+    match build(root, &topo, &names, &mut st, file, agent) {
         Ok(applied) => {
             print_summary(&topo, &names, &st, &applied);
+            if *agent == NodeAgent::None {
+                println!(
+                    "\nno node agent started (calico-node not found next to calico-lab; \
+                     pass --node-bin PATH to start one)"
+                );
+            }
             Ok(())
         }
         Err(e) => {
@@ -204,6 +211,7 @@ fn build(
     names: &LabNames,
     st: &mut State,
     file: &Path,
+    agent: &NodeAgent,
 ) -> Result<Vec<String>> {
     let dir = root.lab_dir(&topo.name);
     let text = std::fs::read_to_string(file)?;
@@ -227,6 +235,22 @@ fn build(
         std::fs::create_dir_all(&ndir)?;
         std::fs::write(ndir.join("calico-node.env"), node_env(n, &st.datastore))?;
     }
+    if let NodeAgent::Binary(bin) = agent {
+        let argv = vec![bin.display().to_string()];
+        for n in &topo.nodes {
+            let ndir = dir.join(&n.name);
+            let env_text = std::fs::read_to_string(ndir.join("calico-node.env"))?;
+            let env = agents::read_env_file(&env_text);
+            let netns = names.netns(&n.name);
+            let pid = agents::start("calico-node", &netns, &argv, &env, &ndir)?;
+            st.processes.push(Process {
+                name: format!("calico-node {}", n.name),
+                netns,
+                pid,
+            });
+            root.save(st)?;
+        }
+    }
     st.complete = true;
     root.save(st)?;
     Ok(applied)
@@ -246,8 +270,15 @@ fn print_summary(topo: &Topology, names: &LabNames, st: &State, applied: &[Strin
         "ADDRESS".into(),
         "INTERFACE".into(),
         "NAMESPACE".into(),
+        "AGENT".into(),
     ]];
     for m in &st.members {
+        let agent = st
+            .processes
+            .iter()
+            .find(|p| p.netns == m.netns)
+            .map(|p| format!("pid {}", p.pid))
+            .unwrap_or_else(|| "-".into());
         for (k, (ifname, subnet, addr)) in m.interfaces.iter().enumerate() {
             let name = if k == 0 {
                 m.name.clone()
@@ -259,7 +290,15 @@ fn print_summary(topo: &Topology, names: &LabNames, st: &State, applied: &[Strin
             } else {
                 String::new()
             };
-            rows.push(vec![name, subnet.clone(), addr.clone(), ifname.clone(), ns]);
+            let agent = if k == 0 { agent.clone() } else { String::new() };
+            rows.push(vec![
+                name,
+                subnet.clone(),
+                addr.clone(),
+                ifname.clone(),
+                ns,
+                agent,
+            ]);
         }
     }
     print!("{}", table(&rows));

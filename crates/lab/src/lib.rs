@@ -6,8 +6,10 @@
 //! - `plan`: topology → ordered steps (pure, unit-tested).
 //! - `state`: the per-lab state directory and crash-safe state file.
 //! - `sys`: `ip`, sysctls inside namespaces, signals (the only place with side effects).
+//! - `agents`: per-node agents (calico-node) started in node namespaces, pids recorded.
 //! - `lab`: the commands (`up`, `down`, `status`, `check`, `exec`).
 
+pub mod agents;
 pub mod lab;
 pub mod names;
 pub mod plan;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use calico_lab::{lab, state};
+use calico_lab::{agents, lab, state};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,7 +27,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create the lab described by FILE: switch, nodes, datastore, resources.
-    Up { file: PathBuf },
+    Up {
+        file: PathBuf,
+        /// The node agent to start in every node (default: calico-node next to calico-lab,
+        /// if it is there).
+        #[arg(long, env = "CALICO_LAB_NODE_BIN")]
+        node_bin: Option<PathBuf>,
+        /// Start no node agent: only the network.
+        #[arg(long, conflicts_with = "node_bin")]
+        no_node: bool,
+    },
     /// Show the lab's namespaces, links, addresses and processes.
     Status,
     /// Run CMD inside a node's namespace (NAMESPACE/POD is reserved for pods).
@@ -47,7 +56,14 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let root = state::Root(cli.state_dir);
     match cli.command {
-        Command::Up { file } => lab::up(&root, &file)?,
+        Command::Up {
+            file,
+            node_bin,
+            no_node,
+        } => {
+            let agent = agents::resolve_node_agent(node_bin.as_deref(), no_node)?;
+            lab::up(&root, &file, &agent)?;
+        }
         Command::Status => {
             let text = lab::status(&root, &lab::pick(&root, cli.lab.as_deref())?)?;
             // A closed pipe (`| head`) is not an error worth a panic.

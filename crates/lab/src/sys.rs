@@ -106,8 +106,19 @@ pub fn comm(pid: i32) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+/// Is `pid` a running (not zombie) process? PID 1 of a container may never reap the agents
+/// it inherits, so a signal-0 probe alone would call a dead agent alive.
+pub fn alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 /// SIGTERM, then SIGKILL after `grace`; returns the pids that had to be killed.

@@ -383,3 +383,131 @@ fn an_invalid_topology_names_the_field_and_creates_nothing() {
     assert_eq!(lab.netns(), Vec::<String>::new());
     assert!(!Path::new(&lab.state_dir().join(&lab.name)).exists());
 }
+
+fn write_script(lab: &Lab, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = lab.dir.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn node_agents_start_in_their_namespace_with_the_node_env_and_stop_on_down() {
+    let lab = Lab::new("agent");
+    let out_dir = lab.dir.path().join("agent-out");
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    let agent = write_script(
+        &lab,
+        "fake-calico-node",
+        "{ env; ip -o -4 addr show dev eth1; } > \"$FAKE_DIR/$NODENAME.out\"\nexec sleep 60",
+    );
+    let topo = lab.write_topology(
+        &format!("{FOUR_NODES}\n  FAKE_DIR: {}\n", out_dir.display()).replace(
+            "nodeEnv: {CALICO_NETWORKING_BACKEND: vxlan}\n",
+            "nodeEnv:\n  CALICO_NETWORKING_BACKEND: vxlan",
+        ),
+    );
+    let o = lab
+        .cmd(&["up", topo.to_str().expect("utf-8"), "--node-bin"])
+        .arg(&agent)
+        .env("CALICO_LAB_TEST_LEAK", "1")
+        .output()
+        .expect("up");
+    assert!(o.status.success(), "{}", text(&o));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(summary.matches(" pid ").count(), 4, "{summary}");
+
+    let state = lab.state_dir().join(&lab.name);
+    let db = state.join("datastore.db");
+    for (node, addr) in [
+        ("control-plane", "10.10.10.10/24"),
+        ("worker3", "10.10.20.10/24"),
+    ] {
+        let path = out_dir.join(format!("{node}.out"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !path.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seen = std::fs::read_to_string(&path).expect("the agent wrote its report");
+        assert!(seen.contains(&format!("NODENAME={node}\n")), "{seen}");
+        assert!(seen.contains("DATASTORE_TYPE=embedded\n"), "{seen}");
+        assert!(
+            seen.contains(&format!("EMBEDDED_DATASTORE_PATH={}\n", db.display())),
+            "{seen}"
+        );
+        assert!(seen.contains("CALICO_NETWORKING_BACKEND=vxlan\n"), "{seen}");
+        assert!(
+            seen.contains(addr),
+            "the agent runs in its node's namespace: {seen}"
+        );
+        assert!(
+            !seen.contains("CALICO_LAB_TEST_LEAK"),
+            "caller env leaked: {seen}"
+        );
+    }
+    let st = std::fs::read_to_string(state.join("state.json")).expect("state");
+    let st: serde_json::Value = serde_json::from_str(&st).expect("json");
+    let pids: Vec<i64> = st["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .filter_map(|p| p["pid"].as_i64())
+        .collect();
+    assert_eq!(pids.len(), 4);
+    let status = lab.ok(&["status"]);
+    assert!(status.contains("sleep ("), "{status}");
+
+    let out = lab.ok(&["down"]);
+    assert!(out.contains("4 process(es)"), "{out}");
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "agent {pid} still running: {stat}"
+        );
+    }
+    assert_eq!(lab.netns(), Vec::<String>::new());
+}
+
+#[test]
+fn an_agent_that_dies_at_once_fails_up_and_up_cleans_after_itself() {
+    let lab = Lab::new("dies");
+    let agent = write_script(
+        &lab,
+        "broken-node",
+        "echo 'cannot reach the datastore' >&2\nexit 3",
+    );
+    let topo = lab.write_topology(FOUR_NODES);
+    let o = lab
+        .cmd(&["up", topo.to_str().expect("utf-8"), "--node-bin"])
+        .arg(&agent)
+        .output()
+        .expect("up");
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("exited at once"), "{err}");
+    assert!(
+        err.contains("cannot reach the datastore"),
+        "the log tail is shown: {err}"
+    );
+    assert_eq!(
+        lab.netns(),
+        Vec::<String>::new(),
+        "a failed up removes what it created"
+    );
+
+    let o = lab.run(&[
+        "up",
+        topo.to_str().expect("utf-8"),
+        "--node-bin",
+        "/nonexistent/calico-node",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/nonexistent/calico-node"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(lab.netns(), Vec::<String>::new());
+}
