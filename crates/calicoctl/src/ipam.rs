@@ -66,6 +66,19 @@ pub enum IpamCommand {
         #[arg(short = 'c', long, default_value = client::DEFAULT_CONFIG)]
         config: String,
     },
+    /// Split an IP pool into a number of smaller pools (a power of two).
+    Split {
+        /// How many pools to split into.
+        number: String,
+        /// CIDR of the IP pool to split.
+        #[arg(long)]
+        cidr: Option<String>,
+        /// Name of the IP pool to split.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(short = 'c', long, default_value = client::DEFAULT_CONFIG)]
+        config: String,
+    },
     /// Configure IPAM.
     Configure {
         /// Set StrictAffinity to true/false.
@@ -115,6 +128,12 @@ pub async fn run(cmd: IpamCommand) -> Outcome {
             force,
             config,
         } => release(&config, ip.as_deref(), &from_report, force).await,
+        IpamCommand::Split {
+            number,
+            cidr,
+            name,
+            config,
+        } => crate::ipam_split::run(&config, &number, cidr.as_deref(), name.as_deref()).await,
         IpamCommand::Configure {
             strict_affinity,
             max_blocks_per_host,

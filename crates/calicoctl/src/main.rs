@@ -16,6 +16,7 @@ mod get;
 mod input;
 mod ipam;
 mod ipam_check;
+mod ipam_split;
 mod ipam_table;
 mod output;
 mod table;

@@ -255,3 +255,64 @@ async fn show_configure_check_release() {
     let report = calico_ipam::check(ds.as_ref()).await.unwrap_or_default();
     assert!(report.is_clean() && report.in_use() == 0, "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_needs_a_lock_and_replaces_the_pool() {
+    let ctl = Ctl::embedded();
+    let p = ctl.file(
+        "pool.yaml",
+        &pool(
+            "big",
+            "10.1.0.0/24",
+            "  blockSize: 28\n  natOutgoing: true\n",
+        ),
+    );
+    ctl.apply(&p).ok();
+    let refused = ctl.run(&["ipam", "split", "2", "--name", "big"]);
+    refused.failed();
+    assert!(
+        refused.stderr.contains("datastore is not locked"),
+        "{}",
+        refused.stderr
+    );
+
+    let ds = store(&ctl).await;
+    let mut ci = calico_api::resources::cluster::ClusterInformation::new("default");
+    ci.spec.datastore_ready = Some(false);
+    let rs = calico_datastore::resources::ResourceStore::new(ds.clone());
+    if let Err(e) = rs
+        .create(calico_api::Resource::ClusterInformation(ci))
+        .await
+    {
+        panic!("lock: {e}");
+    }
+    let bad = ctl.run(&["ipam", "split", "3", "--cidr", "10.1.0.0/24"]);
+    bad.failed();
+    assert!(
+        bad.stderr.contains("not a valid power of 2"),
+        "{}",
+        bad.stderr
+    );
+
+    let out = ctl.run(&["ipam", "split", "2", "--cidr", "10.1.0.0/24"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "IP Pool big was successfully split into 2 smaller pools.Created split-big-0 with CIDR 10.1.0.0/25.\n\
+         Created split-big-1 with CIDR 10.1.0.128/25.\n\
+         Please refer to the documentation for final steps."
+    );
+    let pools = ctl.run(&["get", "ippools", "-o", "wide"]);
+    pools.ok();
+    assert!(!pools.stdout.contains("big "), "{}", pools.stdout);
+    assert!(
+        pools.stdout.contains("split-big-0   10.1.0.0/25"),
+        "{}",
+        pools.stdout
+    );
+    assert!(
+        pools.stdout.contains("split-big-1   10.1.0.128/25"),
+        "{}",
+        pools.stdout
+    );
+}
