@@ -496,76 +496,21 @@ pub fn exec(root: &Root, lab: &str, target: &str, cmd: &[String]) -> Result<i32>
 }
 
 /// Ping every node from every other node; prints the matrix; true when all pairs answered.
+/// Pods join the endpoint list once the lab creates them.
 pub fn check(root: &Root, lab: &str) -> Result<bool> {
     let st = load(root, lab)?;
-    let nodes: Vec<&Member> = st.nodes().collect();
-    let mut targets = Vec::new();
-    for m in &nodes {
+    let mut endpoints = Vec::new();
+    for m in st.nodes() {
         let a = m
             .address()
             .ok_or_else(|| anyhow!("node {} has no address in the state file", m.name))?;
-        targets.push(a.to_string());
+        endpoints.push(crate::check::Endpoint {
+            name: m.name.clone(),
+            netns: m.netns.clone(),
+            address: a.to_string(),
+        });
     }
-    // One thread per source node; each pings its targets one by one (1 s bound per ping).
-    let results: Vec<Vec<Option<bool>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, src)| {
-                let targets = &targets;
-                s.spawn(move || {
-                    targets
-                        .iter()
-                        .enumerate()
-                        .map(|(j, dst)| (i != j).then(|| ping(&src.netns, dst)))
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let mut rows = vec![
-        std::iter::once("FROM \\ TO".to_string())
-            .chain(nodes.iter().map(|m| m.name.clone()))
-            .collect::<Vec<_>>(),
-    ];
-    let mut all = true;
-    for (i, m) in nodes.iter().enumerate() {
-        let mut row = vec![format!("{} ({})", m.name, targets[i])];
-        for j in 0..nodes.len() {
-            row.push(
-                match results.get(i).and_then(|r| r.get(j)).copied().flatten() {
-                    None if i == j => "-".into(),
-                    Some(true) => "ok".into(),
-                    _ => {
-                        all = false;
-                        "FAIL".into()
-                    }
-                },
-            );
-        }
-        rows.push(row);
-    }
-    print!("{}", table(&rows));
-    println!(
-        "{}",
-        if all {
-            "all node pairs reach each other"
-        } else {
-            "some node pairs do NOT reach each other"
-        }
-    );
-    Ok(all)
-}
-
-fn ping(netns: &str, dst: &str) -> bool {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "ping", "-c1", "-W1", "-q", dst])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let m = crate::check::Matrix::probe(&endpoints, crate::check::ping);
+    print!("{}", m.render());
+    Ok(m.all_ok())
 }

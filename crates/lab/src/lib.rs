@@ -7,9 +7,11 @@
 //! - `state`: the per-lab state directory and crash-safe state file.
 //! - `sys`: `ip`, sysctls inside namespaces, signals (the only place with side effects).
 //! - `agents`: per-node agents (calico-node) started in node namespaces, pids recorded.
+//! - `check`: the all-pairs reachability matrix (probe injected).
 //! - `lab`: the commands (`up`, `down`, `status`, `check`, `exec`).
 
 pub mod agents;
+pub mod check;
 pub mod lab;
 pub mod names;
 pub mod plan;
