@@ -13,15 +13,12 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use calico_datastore::config::{DatastoreConfig, EmbeddedConfig};
-use calico_datastore::resources::ResourceStore;
 
 use crate::agents::{self, NodeAgent};
-use crate::names::LabNames;
+use crate::names::{self, LabNames};
 use crate::plan::{Step, plan};
 use crate::state::{self, Member, Process, Root, State};
 use crate::sys;
@@ -90,37 +87,16 @@ fn members(topo: &Topology, names: &LabNames) -> Vec<Member> {
         role: format!("router ({:?}, AS {})", r.kind, r.asn).to_lowercase(),
         interfaces: ifaces(&r.interfaces),
     });
-    nodes.chain(routers).collect()
-}
-
-fn datastore_config(path: &Path) -> DatastoreConfig {
-    DatastoreConfig::Embedded(EmbeddedConfig {
-        path: path.to_path_buf(),
-    })
-}
-
-/// Create the embedded datastore file and apply the topology's resources, in order.
-fn apply_resources(topo: &Topology, path: &Path) -> Result<Vec<String>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime for the datastore")?;
-    rt.block_on(async {
-        let ds = calico_datastore::connect(&datastore_config(path))
-            .await
-            .with_context(|| format!("opening the embedded datastore {}", path.display()))?;
-        let store = ResourceStore::new(Arc::clone(&ds));
-        let mut applied = Vec::new();
-        for (origin, r) in &topo.resources {
-            let what = format!("{:?} {}", r.kind(), r.name());
-            store
-                .apply(r.clone())
-                .await
-                .with_context(|| format!("{origin}: applying {what}"))?;
-            applied.push(what);
-        }
-        Ok(applied)
-    })
+    let etcd = match &topo.datastore {
+        crate::topology::Datastore::Etcd { interface } => Some(Member {
+            name: names::ETCD.into(),
+            netns: names.netns(names::ETCD),
+            role: "datastore (etcd)".into(),
+            interfaces: ifaces(std::slice::from_ref(interface)),
+        }),
+        crate::topology::Datastore::Embedded => None,
+    };
+    nodes.chain(routers).chain(etcd).collect()
 }
 
 fn execute(step: &Step) -> Result<()> {
@@ -135,15 +111,9 @@ fn execute(step: &Step) -> Result<()> {
 }
 
 /// The environment a node's calico-node will get (the datastore plus the topology's env).
-fn node_env(node: &crate::topology::Node, datastore: &Path) -> String {
-    let mut env = vec![
-        ("NODENAME".to_string(), node.name.clone()),
-        ("DATASTORE_TYPE".to_string(), "embedded".to_string()),
-        (
-            "EMBEDDED_DATASTORE_PATH".to_string(),
-            datastore.display().to_string(),
-        ),
-    ];
+fn node_env(topo: &Topology, node: &crate::topology::Node, embedded: &Path) -> String {
+    let mut env = vec![("NODENAME".to_string(), node.name.clone())];
+    env.extend(crate::datastore::node_vars(topo, embedded));
     env.extend(node.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
@@ -181,6 +151,7 @@ pub fn up(root: &Root, file: &Path, agent: &NodeAgent) -> Result<()> {
         netns: Vec::new(),
         members: members(&topo, &names),
         datastore: datastore.clone(),
+        etcd_endpoint: topo.datastore.etcd_endpoint(),
         processes: Vec::new(),
     };
     root.save(&st)?;
@@ -216,7 +187,6 @@ fn build(
     let dir = root.lab_dir(&topo.name);
     let text = std::fs::read_to_string(file)?;
     std::fs::write(dir.join(state::TOPOLOGY_COPY), text)?;
-    let applied = apply_resources(topo, &st.datastore)?;
     let crash_after: Option<usize> = std::env::var(CRASH_AFTER_ENV)
         .ok()
         .and_then(|v| v.parse().ok());
@@ -230,10 +200,22 @@ fn build(
         }
         execute(step).with_context(|| format!("step {}: {step}", i + 1))?;
     }
+    if let Some(pid) = crate::datastore::start_etcd(topo, names, &dir)? {
+        st.processes.push(Process {
+            name: "etcd".into(),
+            netns: names.netns(names::ETCD),
+            pid,
+        });
+        root.save(st)?;
+    }
+    let applied = crate::datastore::apply(topo, names, &st.datastore)?;
     for n in &topo.nodes {
         let ndir = dir.join(&n.name);
         std::fs::create_dir_all(&ndir)?;
-        std::fs::write(ndir.join("calico-node.env"), node_env(n, &st.datastore))?;
+        std::fs::write(
+            ndir.join("calico-node.env"),
+            node_env(topo, n, &st.datastore),
+        )?;
     }
     if let NodeAgent::Binary(bin) = agent {
         let argv = vec![bin.display().to_string()];
@@ -257,12 +239,15 @@ fn build(
 }
 
 fn print_summary(topo: &Topology, names: &LabNames, st: &State, applied: &[String]) {
+    let datastore = match &st.etcd_endpoint {
+        Some(ep) => format!("etcd {ep} in {}", names.netns(names::ETCD)),
+        None => format!("embedded {}", st.datastore.display()),
+    };
     println!(
-        "lab {} is up (tag {}; state {}; datastore {})\n",
+        "lab {} is up (tag {}; state {}; datastore {datastore})\n",
         topo.name,
         names.tag(),
         st.datastore.parent().unwrap_or(Path::new("")).display(),
-        st.datastore.display()
     );
     let mut rows = vec![vec![
         "NODE".into(),
@@ -442,7 +427,9 @@ pub fn status(root: &Root, lab: &str) -> Result<String> {
             "INCOMPLETE (up did not finish; run down)"
         },
         st.topology.display(),
-        st.datastore.display()
+        st.etcd_endpoint
+            .clone()
+            .unwrap_or_else(|| st.datastore.display().to_string())
     );
     for n in &st.netns {
         let role = st

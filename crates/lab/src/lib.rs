@@ -8,10 +8,12 @@
 //! - `sys`: `ip`, sysctls inside namespaces, signals (the only place with side effects).
 //! - `agents`: per-node agents (calico-node) started in node namespaces, pids recorded.
 //! - `check`: the all-pairs reachability matrix (probe injected).
+//! - `datastore`: embedded file or etcd in the lab; resources applied; node variables.
 //! - `lab`: the commands (`up`, `down`, `status`, `check`, `exec`).
 
 pub mod agents;
 pub mod check;
+pub mod datastore;
 pub mod lab;
 pub mod names;
 pub mod plan;

@@ -11,6 +11,10 @@ use std::fmt;
 
 /// The switch namespace's role name; nodes and routers may not use it.
 pub const SWITCH: &str = "switch";
+/// The etcd namespace's role name (datastore type etcd).
+pub const ETCD: &str = "etcd";
+/// Entity names nodes and routers may not take.
+pub const RESERVED: &[&str] = &[SWITCH, ETCD];
 /// A node's link into its subnet.
 pub const PRIMARY_IFNAME: &str = "eth1";
 /// Nodes + routers per lab (entity indexes must fit the link names).

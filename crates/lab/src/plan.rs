@@ -12,8 +12,9 @@
 
 use std::fmt;
 
+use crate::names;
 use crate::names::LabNames;
-use crate::topology::{Interface, Topology};
+use crate::topology::{Datastore, Interface, Topology};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -153,6 +154,26 @@ pub fn plan(topo: &Topology, names: &LabNames) -> Vec<Step> {
             &r.interfaces,
             &mut steps,
         );
+    }
+    if let Datastore::Etcd { interface } = &topo.datastore {
+        let index = topo.nodes.len() + topo.routers.len();
+        let ifaces = std::slice::from_ref(interface);
+        entity(topo, names, index, names::ETCD, ifaces, &mut steps);
+        // Nodes in other subnets reach etcd through the switch.
+        let gw = topo.subnet_of(interface).gateway.to_string();
+        let ns = names.netns(names::ETCD);
+        steps.push(ip(
+            &ns,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &gw,
+                "dev",
+                &interface.name,
+            ],
+        ));
     }
     steps
 }

@@ -68,7 +68,11 @@ pub struct State {
     /// Every namespace `up` created or was about to create, in creation order.
     pub netns: Vec<String>,
     pub members: Vec<Member>,
+    /// The embedded datastore file (created even when the lab runs etcd).
     pub datastore: PathBuf,
+    /// `http://ADDR:2379` when the lab's datastore is its own etcd.
+    #[serde(default)]
+    pub etcd_endpoint: Option<String>,
     #[serde(default)]
     pub processes: Vec<Process>,
 }

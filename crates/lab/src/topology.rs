@@ -60,7 +60,7 @@ pub mod raw {
     pub struct File {
         pub name: String,
         #[serde(default)]
-        pub datastore: Option<String>,
+        pub datastore: Option<Datastore>,
         pub subnets: Vec<Subnet>,
         pub nodes: Vec<Node>,
         #[serde(default)]
@@ -71,6 +71,25 @@ pub mod raw {
         pub node_env: BTreeMap<String, String>,
         #[serde(default)]
         pub pods: Vec<Pod>,
+    }
+
+    /// `embedded`, or `{type: etcd, subnet: S, address: A}` (etcd in its own namespace).
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub enum Datastore {
+        Name(String),
+        Spec(DatastoreSpec),
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DatastoreSpec {
+        #[serde(rename = "type")]
+        pub kind: String,
+        #[serde(default)]
+        pub subnet: Option<String>,
+        #[serde(default)]
+        pub address: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -195,10 +214,35 @@ pub struct Pod {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Where the lab's datastore lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datastore {
+    /// One file in the lab's state directory, shared by every namespace.
+    Embedded,
+    /// A single etcd member in the lab's `etcd` namespace, on `interface` (named `eth1`).
+    Etcd { interface: Interface },
+}
+
+/// Client port of the lab's etcd.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+
+impl Datastore {
+    /// `http://ADDR:2379` for etcd.
+    pub fn etcd_endpoint(&self) -> Option<String> {
+        match self {
+            Datastore::Embedded => None,
+            Datastore::Etcd { interface } => {
+                Some(format!("http://{}:{ETCD_CLIENT_PORT}", interface.address))
+            }
+        }
+    }
+}
+
 /// A validated topology.
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub name: String,
+    pub datastore: Datastore,
     pub subnets: Vec<Subnet>,
     pub nodes: Vec<Node>,
     pub routers: Vec<Router>,
@@ -368,12 +412,6 @@ fn validate(file: raw::File, base: &Path) -> Result<Topology, Vec<String>> {
     if let Err(e) = names::check_lab_name(&file.name) {
         p.push(format!("name: {e}"));
     }
-    match file.datastore.as_deref() {
-        None | Some("embedded") => {}
-        Some(other) => p.push(format!(
-            "datastore: {other:?} is not supported yet; use \"embedded\" (the default)"
-        )),
-    }
 
     // Subnets.
     if file.subnets.is_empty() {
@@ -462,9 +500,10 @@ fn validate(file: raw::File, base: &Path) -> Result<Topology, Vec<String>> {
     let mut claim_name = |field: &str, name: &str, p: &mut Vec<String>| {
         if let Err(e) = names::check_object_name(name) {
             p.push(format!("{field}: {e}"));
-        } else if name == names::SWITCH {
+        } else if names::RESERVED.contains(&name) {
             p.push(format!(
-                "{field}: {name:?} is reserved for the lab's switch namespace"
+                "{field}: {name:?} is reserved for the lab's own namespaces ({})",
+                names::RESERVED.join(", ")
             ));
         } else if let Some(prev) = entity_names.get(name) {
             p.push(format!("{field}: {name:?} is already the name of {prev}"));
@@ -582,18 +621,69 @@ fn validate(file: raw::File, base: &Path) -> Result<Topology, Vec<String>> {
         });
     }
 
+    let datastore = datastore(file.datastore.as_ref(), &mut ck, &mut p);
     let resources = load_resources(&file.resources, base, &mut p);
     if !p.is_empty() {
         return Err(p);
     }
     Ok(Topology {
         name: file.name,
+        datastore,
         subnets,
         nodes,
         routers,
         resources,
         pods,
     })
+}
+
+fn datastore(raw: Option<&raw::Datastore>, ck: &mut Checker<'_>, p: &mut Vec<String>) -> Datastore {
+    let spec = match raw {
+        None => return Datastore::Embedded,
+        Some(raw::Datastore::Name(n)) if n == "embedded" => return Datastore::Embedded,
+        Some(raw::Datastore::Name(n)) if n == "etcd" => {
+            p.push(
+                "datastore: etcd needs a place in the lab: {type: etcd, subnet: NAME, address: IP}"
+                    .into(),
+            );
+            return Datastore::Embedded;
+        }
+        Some(raw::Datastore::Name(n)) => {
+            p.push(format!(
+                "datastore: {n:?} is not a datastore; use embedded or {{type: etcd, subnet, address}}"
+            ));
+            return Datastore::Embedded;
+        }
+        Some(raw::Datastore::Spec(s)) => s,
+    };
+    match (spec.kind.as_str(), &spec.subnet, &spec.address) {
+        ("embedded", None, None) => Datastore::Embedded,
+        ("embedded", _, _) => {
+            p.push("datastore: the embedded datastore takes no subnet or address".into());
+            Datastore::Embedded
+        }
+        ("etcd", Some(subnet), Some(address)) => ck
+            .interface(
+                "datastore",
+                names::PRIMARY_IFNAME.to_string(),
+                subnet,
+                address,
+                None,
+                p,
+            )
+            .map(|interface| Datastore::Etcd { interface })
+            .unwrap_or(Datastore::Embedded),
+        ("etcd", _, _) => {
+            p.push("datastore: etcd needs both `subnet` and `address`".into());
+            Datastore::Embedded
+        }
+        (other, _, _) => {
+            p.push(format!(
+                "datastore.type: {other:?} is not a datastore; use embedded or etcd"
+            ));
+            Datastore::Embedded
+        }
+    }
 }
 
 fn load_resources(

@@ -212,3 +212,40 @@ fn the_examples_are_valid() {
         assert!(!t.resources.is_empty(), "{f} applies its pool");
     }
 }
+
+#[test]
+fn the_datastore_is_embedded_or_an_etcd_on_a_subnet() {
+    let t = parse(GOOD).expect("valid");
+    assert_eq!(t.datastore, Datastore::Embedded);
+    let etcd = format!("datastore: {{type: etcd, subnet: sub2, address: 10.10.20.2}}\n{GOOD}");
+    let t = parse(&etcd).expect("valid");
+    assert_eq!(
+        t.datastore.etcd_endpoint().as_deref(),
+        Some("http://10.10.20.2:2379")
+    );
+    for (ds, want) in [
+        ("etcd", "datastore: etcd needs a place in the lab"),
+        ("consul", "datastore: \"consul\" is not a datastore"),
+        ("{type: etcd, subnet: sub2}", "datastore: etcd needs both"),
+        (
+            "{type: etcd, subnet: sub9, address: 10.10.20.2}",
+            "datastore.subnet: no subnet named \"sub9\"",
+        ),
+        (
+            "{type: etcd, subnet: sub1, address: 10.10.10.10}",
+            "datastore.address: address 10.10.10.10 is already used by nodes[0].address",
+        ),
+    ] {
+        let p = problems(&format!("datastore: {ds}\n{GOOD}"));
+        assert!(
+            p.iter().any(|m| m.starts_with(want)),
+            "{ds}: missing {want:?} in {p:?}"
+        );
+    }
+    let p = problems(&GOOD.replace("name: n1,", "name: etcd,"));
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("nodes[0].name: \"etcd\" is reserved")),
+        "{p:?}"
+    );
+}

@@ -511,3 +511,49 @@ fn an_agent_that_dies_at_once_fails_up_and_up_cleans_after_itself() {
     );
     assert_eq!(lab.netns(), Vec::<String>::new());
 }
+
+#[test]
+fn a_lab_with_its_own_etcd_applies_resources_and_every_node_reaches_it() {
+    let lab = Lab::new("etcd");
+    let topo = lab.write_topology(&format!(
+        "datastore: {{type: etcd, subnet: vlan10, address: 10.10.10.2}}\n{FOUR_NODES}"
+    ));
+    let out = lab.ok(&["up", topo.to_str().expect("utf-8")]);
+    assert!(
+        out.contains("datastore etcd http://10.10.10.2:2379"),
+        "{out}"
+    );
+    assert_eq!(lab.netns().len(), 6, "switch, 4 nodes, etcd");
+    // worker3 is in the other subnet: it reaches etcd through the switch, and the pool is there.
+    let keys = lab.ok(&[
+        "exec",
+        "worker3",
+        "--",
+        "etcdctl",
+        "--endpoints",
+        "http://10.10.10.2:2379",
+        "--dial-timeout",
+        "2s",
+        "--command-timeout",
+        "3s",
+        "get",
+        "--prefix",
+        "/calico/resources/v3/projectcalico.org/ippools/",
+        "--keys-only",
+    ]);
+    assert!(keys.contains("ippools/default-ipv4-ippool"), "{keys}");
+    let env = std::fs::read_to_string(
+        lab.state_dir()
+            .join(&lab.name)
+            .join("worker3/calico-node.env"),
+    )
+    .expect("env file");
+    assert!(env.contains("DATASTORE_TYPE=etcdv3\n"), "{env}");
+    assert!(
+        env.contains("ETCD_ENDPOINTS=http://10.10.10.2:2379\n"),
+        "{env}"
+    );
+    let out = lab.ok(&["down", &lab.name]);
+    assert!(out.contains("6 namespace(s), 1 process(es)"), "{out}");
+    assert_eq!(lab.netns(), Vec::<String>::new());
+}
