@@ -73,6 +73,13 @@ impl LabNames {
         self.netns(SWITCH)
     }
 
+    /// Namespace of pod NAMESPACE/NAME (created by `pod add` once the CNI plugin exists).
+    /// '_' never occurs in node or router names, so a pod can never take a node's namespace;
+    /// the lab prefix makes `down` remove pods like everything else.
+    pub fn pod_netns(&self, namespace: &str, pod: &str) -> String {
+        format!("{}pod_{namespace}_{pod}", self.netns_prefix())
+    }
+
     /// Bridge of subnet `i` in the switch namespace.
     pub fn bridge(&self, subnet: usize) -> String {
         format!("cb{}-{subnet}", self.tag)
@@ -197,6 +204,9 @@ mod tests {
         assert!(!a.owns_netns(&b.netns("node1")));
         assert!(!b.owns_netns(&a.netns("node1")));
         assert!(!a.owns_netns(&a.netns_prefix()));
+        let pod = a.pod_netns("default", "pod-a");
+        assert!(a.owns_netns(&pod));
+        assert!(check_object_name(pod.trim_start_matches(&a.netns_prefix())).is_err());
         assert!(a.owns_link(&a.bridge(0)));
         assert!(a.owns_link(&a.switch_port(3, 1)));
         assert!(!a.owns_link(&b.bridge(0)));
