@@ -14,6 +14,7 @@
 //! address whose handle does not know about it.
 
 mod assign;
+mod claim;
 mod release;
 mod store;
 

@@ -10,18 +10,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
-use std::time::UNIX_EPOCH;
 
 use ipnet::IpNet;
 
 use super::store::{Versioned, is_race};
-use super::{
-    AssignIpArgs, Assignments, AutoAssignArgs, EMPTY_BLOCK_MIN_RECLAIM_AGE, Ipam, IpamError,
-    RETRIES, Result, family,
-};
+use super::{AssignIpArgs, Assignments, AutoAssignArgs, Ipam, IpamError, RETRIES, Result, family};
 use crate::block::{AFFINITY_HOST, AllocationBlock, BlockError, ReleaseRequest};
-use crate::clock::{format_rfc3339, parse_rfc3339};
-use crate::model::{AffinityState, AffinityValue, IpamConfig};
+use crate::model::IpamConfig;
 use crate::pools::{Pool, PoolRequest, Reservations, block_walk, select_pools, walk_seed};
 
 /// Outcome of looking for a block to allocate from.
@@ -32,16 +27,16 @@ enum Found {
 }
 
 /// One family's request, resolved.
-struct Request<'a> {
-    host: &'a str,
-    handle: Option<&'a str>,
-    attrs: BTreeMap<String, String>,
-    pools: Vec<Pool>,
-    reservations: Reservations,
-    config: IpamConfig,
+pub(super) struct Request<'a> {
+    pub(super) host: &'a str,
+    pub(super) handle: Option<&'a str>,
+    pub(super) attrs: BTreeMap<String, String>,
+    pub(super) pools: Vec<Pool>,
+    pub(super) reservations: Reservations,
+    pub(super) config: IpamConfig,
 }
 
-fn host_affinity(host: &str) -> String {
+pub(super) fn host_affinity(host: &str) -> String {
     format!("{AFFINITY_HOST}:{host}")
 }
 
@@ -265,192 +260,6 @@ impl Ipam {
             "block claims of node {}",
             req.host
         )))
-    }
-
-    /// Writes a pending affinity for (host, subnet); an existing unconfirmed one becomes pending,
-    /// a confirmed one is returned as is.
-    pub(crate) async fn pending_affinity(
-        &self,
-        host: &str,
-        subnet: &IpNet,
-    ) -> Result<Versioned<AffinityValue>> {
-        match self
-            .create_affinity(host, subnet, AffinityState::Pending)
-            .await
-        {
-            Ok(rev) => Ok(Versioned {
-                value: AffinityValue::new(AffinityState::Pending),
-                rev,
-            }),
-            Err(IpamError::Datastore(calico_datastore::Error::AlreadyExists { .. })) => {
-                let Some(existing) = self.get_affinity(host, subnet).await? else {
-                    return Err(calico_datastore::Error::NotFound {
-                        key: subnet.to_string(),
-                    }
-                    .into());
-                };
-                if existing.value.state == AffinityState::Confirmed {
-                    return Ok(existing);
-                }
-                let rev = self
-                    .update_affinity(host, subnet, AffinityState::Pending, existing.rev)
-                    .await?;
-                Ok(Versioned {
-                    value: AffinityValue::new(AffinityState::Pending),
-                    rev,
-                })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The block an affinity refers to, finishing or undoing a half-done claim (see the module
-    /// comment). `Ok(None)`: the block belongs to someone else (the affinity was stale).
-    pub(crate) async fn block_from_affinity(
-        &self,
-        host: &str,
-        cidr: &IpNet,
-        aff: Versioned<AffinityValue>,
-    ) -> Result<Option<Versioned<AllocationBlock>>> {
-        let Some(block) = self.get_block(cidr).await? else {
-            let rev = if aff.value.state == AffinityState::Pending {
-                aff.rev
-            } else {
-                self.update_affinity(host, cidr, AffinityState::Pending, aff.rev)
-                    .await?
-            };
-            return self.claim_affine_block(host, cidr, rev).await;
-        };
-        if block.value.affinity.as_deref() != Some(host_affinity(host).as_str()) {
-            self.delete_affinity(host, cidr, Some(aff.rev)).await?;
-            return Ok(None);
-        }
-        if aff.value.state == AffinityState::Confirmed {
-            return Ok(Some(block));
-        }
-        let rev = match aff.value.state {
-            AffinityState::Pending => aff.rev,
-            _ => {
-                self.update_affinity(host, cidr, AffinityState::Pending, aff.rev)
-                    .await?
-            }
-        };
-        let mut value = block.value;
-        value.touch();
-        let block_rev = self.update_block(&value, block.rev).await?;
-        self.update_affinity(host, cidr, AffinityState::Confirmed, rev)
-            .await?;
-        Ok(Some(Versioned {
-            value,
-            rev: block_rev,
-        }))
-    }
-
-    /// Creates the block for a pending affinity and confirms the affinity. `Ok(None)`: another
-    /// host owns the block; our pending affinity is removed.
-    pub(crate) async fn claim_affine_block(
-        &self,
-        host: &str,
-        cidr: &IpNet,
-        aff_rev: i64,
-    ) -> Result<Option<Versioned<AllocationBlock>>> {
-        let mut block =
-            AllocationBlock::new(*cidr, Some(host_affinity(host)), self.initial_sequence())?;
-        block.affinity_claim_time = Some(format_rfc3339(self.clock.now()));
-        match self.create_block(&block).await {
-            Ok(rev) => {
-                self.confirm_affinity(host, cidr, aff_rev).await?;
-                Ok(Some(Versioned { value: block, rev }))
-            }
-            Err(IpamError::Datastore(calico_datastore::Error::AlreadyExists { .. })) => {
-                let Some(existing) = self.get_block(cidr).await? else {
-                    return Err(calico_datastore::Error::NotFound {
-                        key: cidr.to_string(),
-                    }
-                    .into());
-                };
-                if existing.value.affinity.as_deref() == Some(host_affinity(host).as_str()) {
-                    self.confirm_affinity(host, cidr, aff_rev).await?;
-                    return Ok(Some(existing));
-                }
-                // Someone else's block: drop our claim (a lost race here leaves a pending
-                // affinity, which counts as absent and is cleaned up next time).
-                let _ = self.delete_affinity(host, cidr, Some(aff_rev)).await;
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn confirm_affinity(&self, host: &str, cidr: &IpNet, rev: i64) -> Result<()> {
-        match self
-            .update_affinity(host, cidr, AffinityState::Confirmed, rev)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match self.get_affinity(host, cidr).await? {
-                Some(a) if a.value.state == AffinityState::Confirmed => Ok(()),
-                _ => Err(e),
-            },
-        }
-    }
-
-    /// A block to claim: a free CIDR in the host's walk order, or one of the host's own blocks
-    /// with space, or (last) another node's block that has been empty for the minimum age.
-    async fn find_usable_block(&self, req: &Request<'_>, v6: bool) -> Result<Option<IpNet>> {
-        let existing: BTreeMap<IpNet, Versioned<AllocationBlock>> = self
-            .list_blocks(Some(v6))
-            .await?
-            .into_iter()
-            .map(|b| (b.value.cidr, b))
-            .collect();
-        let reserved = |ip: IpAddr| req.reservations.contains(ip);
-        let mine = host_affinity(req.host);
-        let mut empty = Vec::new();
-        for pool in &req.pools {
-            let seed = walk_seed(pool, req.host, (self.random)());
-            for subnet in block_walk(pool, seed) {
-                if req.reservations.covers(&subnet) {
-                    continue;
-                }
-                let Some(b) = existing.get(&subnet) else {
-                    return Ok(Some(subnet));
-                };
-                let free = b.value.assignable_count(reserved);
-                if b.value.affinity.as_deref() == Some(mine.as_str()) && free > 0 {
-                    return Ok(Some(subnet));
-                }
-                if b.value.is_empty() && free > 0 {
-                    empty.push(b);
-                }
-            }
-        }
-        let now = self.clock.now();
-        for b in empty {
-            let claimed = b
-                .value
-                .affinity_claim_time
-                .as_deref()
-                .and_then(parse_rfc3339)
-                .unwrap_or(UNIX_EPOCH);
-            if now.duration_since(claimed).unwrap_or_default() < EMPTY_BLOCK_MIN_RECLAIM_AGE {
-                continue;
-            }
-            let cidr = b.value.cidr;
-            let reclaimed = match b.value.host() {
-                Some(owner) => {
-                    let owner = owner.to_string();
-                    self.release_block_affinity(&owner, &cidr, true, Some(b.value.sequence_number))
-                        .await
-                }
-                // An empty block with no owner (left by an interrupted release): delete it.
-                None => self.delete_block(&cidr, b.rev).await.map(|_| true),
-            };
-            if matches!(reclaimed, Ok(true)) {
-                return Ok(Some(cidr));
-            }
-        }
-        Ok(None)
     }
 
     /// Takes up to `num` addresses from one block (one CAS write, retried). With `affine_only`,
