@@ -211,6 +211,11 @@ pub fn select_pools(all: &[IPPool], req: &PoolRequest<'_>) -> Result<Vec<Pool>, 
     Ok(out)
 }
 
+/// Whether a pool's nodeSelector selects a node with these labels.
+pub fn selects_node(pool: &IPPool, node_labels: &BTreeMap<String, String>) -> bool {
+    selects(pool.spec.node_selector.as_deref(), Some(node_labels))
+}
+
 /// A blank selector selects everything; a set selector needs labels to match (a request with no
 /// namespace never matches a namespaceSelector).
 fn selects(selector: Option<&str>, labels: Option<&BTreeMap<String, String>>) -> bool {

@@ -522,6 +522,49 @@ async fn ipv6_and_reservations(f: &Fixture) -> Result<()> {
     Ok(())
 }
 
+async fn blocks_of_pools_that_stop_selecting_the_node_are_released(f: &Fixture) -> Result<()> {
+    add_pool(&f.ds, "a-rack-x", "10.1.0.0/24", 26, |p| {
+        p.spec.node_selector = Some("rack == 'x'".into())
+    })
+    .await?;
+    add_pool(&f.ds, "b-everyone", "10.2.0.0/24", 26, |_| {}).await?;
+    add_node(&f.ds, "n", &[("rack", "x")]).await?;
+    let (ipam, _) = ipam(f);
+    let mut req = args("n", "h1", 1);
+    req.ipv4_pools = vec!["a-rack-x".into()];
+    let first = ipam.auto_assign(&req).await?;
+    let block_cidr = first.v4[0].trunc().to_string();
+    ipam.release_by_handle("h1").await?;
+    ensure!(
+        raw(f, &keys::affinity_key("n", &block_cidr))
+            .await?
+            .is_some(),
+        "kept while selected"
+    );
+
+    // The node moves racks: its empty block in the rack pool is given up on the next request.
+    let rs = calico_datastore::resources::ResourceStore::new(f.ds.clone());
+    let mut node = rs.get(calico_api::Kind::Node, None, "n").await?;
+    node.metadata_mut().labels = Some([("rack".to_string(), "y".to_string())].into());
+    rs.update(node).await?;
+    let got = ipam.auto_assign(&args("n", "h2", 1)).await?;
+    ensure!(
+        "10.2.0.0/24".parse::<IpNet>()?.contains(&got.v4[0].addr()),
+        "{got:?}"
+    );
+    ensure!(
+        raw(f, &keys::affinity_key("n", &block_cidr))
+            .await?
+            .is_none()
+    );
+    ensure!(
+        f.ds.get(&keys::block_key(&block_cidr)).await?.is_none(),
+        "empty block deleted"
+    );
+    ensure!(check(f.ds.as_ref()).await?.is_clean());
+    Ok(())
+}
+
 both_backends!(
     stored_layout_and_release,
     pool_selection,
@@ -531,4 +574,5 @@ both_backends!(
     crash_recovery,
     assign_specific_address,
     ipv6_and_reservations,
+    blocks_of_pools_that_stop_selecting_the_node_are_released,
 );

@@ -17,7 +17,10 @@ use super::store::{Versioned, is_race};
 use super::{AssignIpArgs, Assignments, AutoAssignArgs, Ipam, IpamError, RETRIES, Result, family};
 use crate::block::{AFFINITY_HOST, AllocationBlock, BlockError, ReleaseRequest};
 use crate::model::IpamConfig;
-use crate::pools::{Pool, PoolRequest, Reservations, block_walk, select_pools, walk_seed};
+use crate::pools::{
+    Pool, PoolRequest, Reservations, block_walk, select_pools, selects_node, walk_seed,
+};
+use calico_api::resources::ippool::IPPool;
 
 /// Outcome of looking for a block to allocate from.
 enum Found {
@@ -117,12 +120,14 @@ impl Ipam {
             config: *config,
             pools,
         };
-        let mut affine: VecDeque<IpNet> = self
+        let (usable, others): (Vec<IpNet>, Vec<IpNet>) = self
             .affine_blocks(host, v6)
             .await?
             .into_iter()
-            .filter(|b| req.pools.iter().any(|p| p.cidr.contains(b)))
-            .collect();
+            .partition(|b| req.pools.iter().any(|p| p.cidr.contains(b)));
+        self.release_unselected(host, &others, &all_pools, &node_labels)
+            .await;
+        let mut affine: VecDeque<IpNet> = usable.into_iter().collect();
         let mut owned = affine.len();
         let mut limit = config.effective_max_blocks();
         if args.max_blocks_per_host > 0
@@ -192,6 +197,29 @@ impl Ipam {
             });
         }
         Ok(got)
+    }
+
+    /// Gives up the host's empty blocks in pools whose nodeSelector no longer selects it (as
+    /// upstream, best effort: a block that is not empty, or changes meanwhile, stays).
+    async fn release_unselected(
+        &self,
+        host: &str,
+        blocks: &[IpNet],
+        all_pools: &[IPPool],
+        node_labels: &BTreeMap<String, String>,
+    ) {
+        for cidr in blocks {
+            let Some(pool) = all_pools
+                .iter()
+                .find(|p| Pool::from_resource(p).is_some_and(|pool| pool.cidr.contains(cidr)))
+            else {
+                continue;
+            };
+            if selects_node(pool, node_labels) {
+                continue;
+            }
+            let _ = self.release_block_affinity(host, cidr, true, None).await;
+        }
     }
 
     /// The host's affine blocks first (recovering half-done claims), then a new block.
