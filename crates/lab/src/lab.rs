@@ -205,6 +205,7 @@ fn build(
             name: "etcd".into(),
             netns: names.netns(names::ETCD),
             pid,
+            start_time: sys::start_time(pid),
         });
         root.save(st)?;
     }
@@ -229,6 +230,7 @@ fn build(
                 name: format!("calico-node {}", n.name),
                 netns,
                 pid,
+                start_time: sys::start_time(pid),
             });
             root.save(st)?;
         }
@@ -361,9 +363,13 @@ pub fn down(root: &Root, lab: &str) -> Result<()> {
     let netns: Vec<String> = netns.into_iter().filter(|n| existing.contains(n)).collect();
 
     // Processes first: a namespace held by a process outlives `ip netns del`.
+    // Recorded agents count only while their pid still names the process we started (one
+    // whose namespace lost its name would not show in `ip netns pids`).
     let mut pids: BTreeSet<i32> = st
         .iter()
-        .flat_map(|s| s.processes.iter().map(|p| p.pid))
+        .flat_map(|s| s.processes.iter())
+        .filter(|p| p.start_time.is_some() && sys::start_time(p.pid) == p.start_time)
+        .map(|p| p.pid)
         .collect();
     for n in &netns {
         pids.extend(sys::netns_pids(n)?);

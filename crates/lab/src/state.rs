@@ -56,6 +56,10 @@ pub struct Process {
     pub name: String,
     pub netns: String,
     pub pid: i32,
+    /// Start time (clock ticks after boot, /proc/PID/stat field 22): `down` signals the pid
+    /// only while it still names this process, never a later process that reused the number.
+    #[serde(default)]
+    pub start_time: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -137,6 +137,14 @@ pub fn stop(pids: &[i32], grace: Duration) -> Vec<i32> {
     stubborn
 }
 
+/// The start time of `pid` (clock ticks after boot), `None` when there is no such process.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may itself hold spaces: state is field 3, starttime 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Write `/proc/sys/KEY` (slash form) from inside NETNS.
 pub fn sysctl_in(netns: &str, key: &str, value: &str) -> Result<(), SysError> {
     let err = |message: String| SysError::Sysctl {
@@ -149,4 +157,23 @@ pub fn sysctl_in(netns: &str, key: &str, value: &str) -> Result<(), SysError> {
     ns.run(|| ProcSys::default().set(&k, value))
         .map_err(|e| err(e.to_string()))?
         .map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_identifies_a_live_process_and_not_a_dead_one() {
+        let me = std::process::id() as i32;
+        let t = start_time(me);
+        assert!(t.is_some_and(|t| t > 0), "{t:?}");
+        assert_eq!(start_time(me), t, "stable for the same process");
+        assert!(alive(me));
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id() as i32;
+        let _ = child.wait();
+        assert_eq!(start_time(pid), None, "a reaped child has no start time");
+        assert!(!alive(pid));
+    }
 }

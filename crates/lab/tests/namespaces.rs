@@ -557,3 +557,31 @@ fn a_lab_with_its_own_etcd_applies_resources_and_every_node_reaches_it() {
     assert!(out.contains("6 namespace(s), 1 process(es)"), "{out}");
     assert_eq!(lab.netns(), Vec::<String>::new());
 }
+
+#[test]
+fn down_never_signals_a_recorded_pid_that_now_names_another_process() {
+    let lab = Lab::new("reuse");
+    // A process outside the lab, recorded in the state file with a start time that is not its
+    // own: as if an agent died and the kernel gave its pid to someone else.
+    let mut bystander = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = bystander.id();
+    let state = serde_json::json!({
+        "lab": lab.name, "tag": lab.names.tag(), "topology": "/nonexistent.yaml",
+        "complete": true, "netns": [], "members": [], "datastore": "/nonexistent.db",
+        "processes": [{"name": "calico-node n1", "netns": lab.names.netns("n1"),
+                       "pid": pid, "start_time": 1}],
+    });
+    let dir = lab.state_dir().join(&lab.name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("state.json"), state.to_string()).expect("write state");
+
+    let out = lab.ok(&["down", &lab.name]);
+    assert!(out.contains("0 process(es)"), "{out}");
+    let still = bystander.try_wait().expect("try_wait");
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(still.is_none(), "down signalled a process it did not start");
+}
