@@ -28,7 +28,7 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 pub const IPIP_OVERHEAD: u32 = 20;
 
 /// Where a route sends traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum RouteKind {
     /// `blackhole <block> proto 80`: a local affine block (so addresses not yet in use drop
     /// instead of following the default route).
@@ -45,7 +45,7 @@ pub enum RouteKind {
 }
 
 /// Why a route exists, for logs and for the reconciler's bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum RouteSource {
     LocalWorkload,
     LocalBlock,
@@ -57,7 +57,7 @@ pub enum RouteSource {
 }
 
 /// One desired kernel route in the main table.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Route {
     pub dst: IpNet,
     pub kind: RouteKind,
@@ -73,7 +73,7 @@ pub struct Route {
 
 /// A route Felix does not program because the pool has no encapsulation: BGP provides it. The
 /// BGP speaker exports local blocks and expects remote ones; this is the seam between them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct BgpRoute {
     pub dst: IpNet,
     /// Node hosting the destination.
@@ -87,7 +87,7 @@ pub struct BgpRoute {
 }
 
 /// The desired `vxlan.calico` device.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct VxlanDevice {
     pub name: String,
     pub vni: u32,
@@ -103,7 +103,7 @@ pub struct VxlanDevice {
 }
 
 /// A permanent neighbour: remote VTEP tunnel address → its MAC, on `dev`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Neighbour {
     pub ip: Ipv4Addr,
     pub mac: String,
@@ -111,7 +111,7 @@ pub struct Neighbour {
 }
 
 /// A permanent FDB entry (`self permanent`): remote VTEP MAC → its node IP, on `dev`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Fdb {
     pub mac: String,
     pub dst: Ipv4Addr,
@@ -119,21 +119,21 @@ pub struct Fdb {
 }
 
 /// Input of the natOutgoing rules: masquerade from `nat_pools` to outside `all_pools`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct NatOutgoing {
     pub nat_pools: Vec<IpNet>,
     pub all_pools: Vec<IpNet>,
 }
 
 /// MTUs the node uses: the host's (uplink) and the one pods get (written for the CNI plugin).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Mtu {
     pub host: u32,
     pub pod: u32,
 }
 
 /// The whole desired state. `BTreeMap`s keep iteration (and rendering) deterministic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DesiredState {
     pub routes: BTreeMap<IpNet, Route>,
     pub bgp_routes: BTreeMap<IpNet, BgpRoute>,
@@ -168,7 +168,7 @@ impl DesiredState {
 
 /// One difference between two desired states. Applying the changes of an update, in order, to
 /// the previous state gives the new one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Change {
     /// Add or replace the route to `route.dst`.
     RouteSet(Route),

@@ -320,7 +320,12 @@ fn hot_path_touches_only_what_changed() {
         .filter(|r| r.node.as_deref() == Some("node7"))
         .count();
     let (k, v) = node(7, "10.250.0.1");
+    let start = std::time::Instant::now();
     let out = g.apply(&put(&k, &v, 2));
+    eprintln!(
+        "one remote node ({blocks_of_7} blocks): {:?}",
+        start.elapsed()
+    );
     let routes = out
         .changes
         .iter()
@@ -328,4 +333,19 @@ fn hot_path_touches_only_what_changed() {
         .count();
     assert_eq!(routes, blocks_of_7);
     assert_eq!(out.changes.len(), blocks_of_7 + 2, "{:?}", out.changes);
+
+    // A pool mode switch recomputes everything: every remote block route changes.
+    let pool = json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+        "metadata": {"name": "p"}, "spec": {"cidr": "10.0.0.0/8", "vxlanMode": "Never"}});
+    let key = keys::resource_key(calico_api::Kind::IPPool, None, "p");
+    let start = std::time::Instant::now();
+    let out = g.apply(&put(&key, &pool.to_string().into_bytes(), 3));
+    eprintln!(
+        "pool switch to Never: {:?}, {} changes",
+        start.elapsed(),
+        out.changes.len()
+    );
+    assert_eq!(g.state().routes.len(), 101, "only the pods' routes remain");
+    assert_eq!(g.state().bgp_routes.len(), 5000);
+    assert!(g.state().vxlan.is_none() && g.state().neighbours.is_empty());
 }
