@@ -12,11 +12,13 @@
 //! - `calc`: the graph (`CalcGraph`, `LocalFacts`, `Outcome`);
 //! - `model`: output types (`Route`, `VxlanDevice`, `Neighbour`, `Fdb`, `NatOutgoing`, `Mtu`,
 //!   `BgpRoute`, `DesiredState`, `Change`);
-//! - `render`: `ip route` / `ip neigh` / `bridge fdb` text of a state (golden files, lab output).
+//! - `render`: `ip route` / `ip neigh` / `bridge fdb` text of a state (golden files, lab output);
+//! - `nat`: the natOutgoing nftables script (`nft -f`, one table we own, replaced atomically).
 
 pub mod calc;
 pub mod input;
 pub mod model;
+pub mod nat;
 pub mod render;
 
 pub use calc::{CalcGraph, LocalFacts, Outcome};

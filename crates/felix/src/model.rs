@@ -239,3 +239,49 @@ pub(crate) fn parse_node_address(s: &str) -> Option<(Ipv4Addr, Ipv4Net)> {
     let ip: Ipv4Addr = s.parse().ok()?;
     Some((ip, Ipv4Net::from(ip)))
 }
+
+/// Whether a route found in the kernel's main table is Felix's to manage, so a reconciler may
+/// delete it when it is not desired (also after a restart): anything with Felix's protocol
+/// (blackholes, same-subnet and IPIP routes), anything on `vxlan.calico`, and workload routes on
+/// `cali*` interfaces. BGP's routes (`proto bird`) and the kernel's own stay untouched.
+pub fn felix_owns_route(dev: Option<&str>, proto: u8) -> bool {
+    const RTPROT_KERNEL: u8 = 2;
+    proto == FELIX_ROUTE_PROTO
+        || (proto != RTPROT_KERNEL
+            && dev.is_some_and(|d| d == VXLAN_DEVICE || d.starts_with("cali")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_follows_protocol_and_device() {
+        assert!(felix_owns_route(None, FELIX_ROUTE_PROTO));
+        assert!(felix_owns_route(Some("eth1"), FELIX_ROUTE_PROTO));
+        assert!(felix_owns_route(Some(VXLAN_DEVICE), BOOT_ROUTE_PROTO));
+        assert!(felix_owns_route(Some("cali0123456789a"), BOOT_ROUTE_PROTO));
+        assert!(!felix_owns_route(Some("eth1"), BOOT_ROUTE_PROTO));
+        assert!(
+            !felix_owns_route(Some("ens5"), 12),
+            "bird's routes are BGP's"
+        );
+        assert!(
+            !felix_owns_route(Some(VXLAN_DEVICE), 2),
+            "kernel routes stay"
+        );
+    }
+
+    #[test]
+    fn node_address_parses_with_and_without_prefix() {
+        let (ip, net) = parse_node_address("10.10.10.11/24").expect("cidr");
+        assert_eq!(
+            (ip.to_string(), net.to_string()),
+            ("10.10.10.11".into(), "10.10.10.0/24".into())
+        );
+        let (_, net) = parse_node_address("192.168.1.4").expect("ip");
+        assert_eq!(net.to_string(), "192.168.1.4/32");
+        assert!(parse_node_address("").is_none());
+        assert!(parse_node_address("fd00::1/64").is_none());
+    }
+}
