@@ -196,6 +196,15 @@ pub fn decode_value(key: &str, fk: &FactKey, value: &[u8]) -> Result<Fact, Input
                 }
                 ips.sort();
                 ips.dedup();
+                if w.spec.interface_name.is_empty() && !ips.is_empty() {
+                    return Err(InputError::BadField {
+                        key: key.to_string(),
+                        kind: "WorkloadEndpoint",
+                        field: "spec.interfaceName",
+                        value: String::new(),
+                        expected: "host interface name (cali…)",
+                    });
+                }
                 Fact::Workload(WorkloadFact {
                     node: w.spec.node.clone(),
                     iface: w.spec.interface_name.clone(),
