@@ -68,6 +68,8 @@ pub struct NodeFact {
     pub ip: Option<Ipv4Addr>,
     pub subnet: Option<Ipv4Net>,
     pub vxlan_tunnel_addr: Option<Ipv4Addr>,
+    /// `spec.bgp.ipv4IPIPTunnelAddr`.
+    pub ipip_tunnel_addr: Option<Ipv4Addr>,
     /// `spec.vxlanTunnelMACAddr`, or the MAC derived from the node name.
     pub vxlan_mac: String,
 }
@@ -280,6 +282,23 @@ fn node_fact(
             expected: "IPv4 address",
         })?)
     };
+    let ipip = n
+        .spec
+        .bgp
+        .as_ref()
+        .map(|b| b.ipv4_ipip_tunnel_addr.as_str())
+        .unwrap_or_default();
+    let ipip_tunnel_addr = if ipip.is_empty() {
+        None
+    } else {
+        Some(ipip.parse().map_err(|_| InputError::BadField {
+            key: key.to_string(),
+            kind: "Node",
+            field: "spec.bgp.ipv4IPIPTunnelAddr",
+            value: ipip.to_string(),
+            expected: "IPv4 address",
+        })?)
+    };
     let vxlan_mac = if n.spec.vxlan_tunnel_mac_addr.is_empty() {
         calico_api::naming::vxlan_tunnel_mac(name)
     } else {
@@ -289,6 +308,7 @@ fn node_fact(
         ip,
         subnet,
         vxlan_tunnel_addr,
+        ipip_tunnel_addr,
         vxlan_mac,
     }))
 }

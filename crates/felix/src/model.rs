@@ -102,6 +102,14 @@ pub struct VxlanDevice {
     pub parent: Option<String>,
 }
 
+/// The desired IPIP device (the kernel's `tunl0`): up, with the tunnel address as /32.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct IpipDevice {
+    pub name: String,
+    pub tunnel_addr: Ipv4Addr,
+    pub mtu: u32,
+}
+
 /// A permanent neighbour: remote VTEP tunnel address → its MAC, on `dev`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Neighbour {
@@ -138,6 +146,7 @@ pub struct DesiredState {
     pub routes: BTreeMap<IpNet, Route>,
     pub bgp_routes: BTreeMap<IpNet, BgpRoute>,
     pub vxlan: Option<VxlanDevice>,
+    pub ipip: Option<IpipDevice>,
     pub neighbours: BTreeMap<Ipv4Addr, Neighbour>,
     pub fdb: BTreeMap<String, Fdb>,
     pub nat: NatOutgoing,
@@ -153,6 +162,7 @@ impl DesiredState {
             routes: BTreeMap::new(),
             bgp_routes: BTreeMap::new(),
             vxlan: None,
+            ipip: None,
             neighbours: BTreeMap::new(),
             fdb: BTreeMap::new(),
             nat: NatOutgoing::default(),
@@ -177,6 +187,8 @@ pub enum Change {
     BgpRouteRemoved(IpNet),
     /// The VXLAN device to have (`None`: remove it). Sent before the neighbours/FDB that need it.
     VxlanDevice(Option<VxlanDevice>),
+    /// The IPIP device to have (`None`: Felix no longer needs it; the kernel's `tunl0` stays).
+    IpipDevice(Option<IpipDevice>),
     NeighbourSet(Neighbour),
     NeighbourRemoved(Ipv4Addr),
     FdbSet(Fdb),
@@ -206,6 +218,7 @@ impl Change {
                 state.bgp_routes.remove(d);
             }
             Change::VxlanDevice(d) => state.vxlan = d.clone(),
+            Change::IpipDevice(d) => state.ipip = d.clone(),
             Change::NeighbourSet(n) => {
                 state.neighbours.insert(n.ip, n.clone());
             }

@@ -96,7 +96,7 @@ pub fn render_state(state: &DesiredState) -> String {
     for f in state.fdb.values() {
         let _ = writeln!(out, "{} dev {} dst {} self permanent", f.mac, f.dev, f.dst);
     }
-    out.push_str("# vxlan\n");
+    out.push_str("# tunnels\n");
     if let Some(v) = &state.vxlan {
         let _ = writeln!(
             out,
@@ -110,6 +110,9 @@ pub fn render_state(state: &DesiredState) -> String {
             v.mtu,
             v.parent.as_deref().unwrap_or("?")
         );
+    }
+    if let Some(t) = &state.ipip {
+        let _ = writeln!(out, "{}: addr {}/32 mtu {}", t.name, t.tunnel_addr, t.mtu);
     }
     out.push_str("# bgp (routes Felix leaves to BGP)\n");
     let mut bgp: Vec<&BgpRoute> = state.bgp_routes.values().collect();

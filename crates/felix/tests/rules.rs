@@ -90,6 +90,7 @@ fn ipip_routes_and_mtu() {
         }
     );
     assert!(g.state().vxlan.is_none(), "no VXLAN pool, no vxlan.calico");
+    assert!(g.state().ipip.is_none(), "node a has no ipv4IPIPTunnelAddr");
     assert!(g.state().ipip_enabled && !g.state().vxlan_enabled);
 }
 

@@ -406,6 +406,10 @@ impl CalcGraph {
             if nat != self.state.nat {
                 changes.push(Change::Nat(nat));
             }
+            let ipip = self.ipip_device();
+            if ipip != self.state.ipip {
+                changes.push(Change::IpipDevice(ipip));
+            }
             let dev = self.vxlan_device();
             if dev != self.state.vxlan {
                 if dev.is_none() {

@@ -79,6 +79,20 @@ impl CalcGraph {
         })
     }
 
+    pub(super) fn ipip_device(&self) -> Option<IpipDevice> {
+        if !self.ipip_enabled() {
+            return None;
+        }
+        Some(IpipDevice {
+            name: IPIP_DEVICE.to_string(),
+            tunnel_addr: self.local_node()?.ipip_tunnel_addr?,
+            mtu: self
+                .config()
+                .ipip_mtu
+                .unwrap_or(self.local.host_mtu.saturating_sub(IPIP_OVERHEAD)),
+        })
+    }
+
     pub(super) fn nat(&self) -> NatOutgoing {
         let mut nat_pools: Vec<IpNet> = self
             .pools
