@@ -15,6 +15,14 @@
 //! - `render`: `ip route` / `ip neigh` / `bridge fdb` text of a state (golden files, lab output);
 //! - `nat`: the natOutgoing nftables script (`nft -f`, one table we own, replaced atomically).
 
+//!
+//! How a reconciler consumes it: build `CalcGraph::new(LocalFacts)` (node name, uplink, its MTU),
+//! feed every `SyncUpdate`; apply each `Outcome::changes` in order (a device comes before the
+//! routes and neighbours that use it, and goes after them). Delete kernel objects that are not
+//! desired only once `in_sync()` is true, and only those it owns (`felix_owns_route`: proto 80,
+//! `vxlan.calico`, `cali*`). A periodic resync diffs `state()` against the kernel. Routes in
+//! `DesiredState::bgp_routes` are the seam for BGP: `local` ones to advertise, others to expect.
+
 pub mod calc;
 pub mod input;
 pub mod model;
