@@ -1,0 +1,356 @@
+//! calico-node's settings, parsed once from the environment (upstream's variable names) into
+//! typed values. Everything downstream takes a `NodeConfig`; nothing else reads the environment,
+//! so tests build configurations from a plain map.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use calico_api::resources::{AsNumber, EncapMode};
+use calico_datastore::DatastoreConfig;
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::autodetect::Method;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}={value:?}: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot determine the node name: set NODENAME ({0})")]
+    NoNodeName(String),
+    #[error("datastore settings: {0}")]
+    Datastore(#[from] calico_datastore::Error),
+}
+
+/// `IP`: how the node's IPv4 address is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpSetting {
+    /// `autodetect` (or unset): run `IP_AUTODETECTION_METHOD`.
+    Autodetect,
+    /// An explicit address; without a prefix length the interface carrying it supplies one.
+    Fixed { addr: Ipv4Addr, prefix: Option<u8> },
+    /// `none`: no IPv4 address (the Node keeps whatever it has).
+    None,
+}
+
+/// `CALICO_NETWORKING_BACKEND`: recorded for the BGP work (bird = BGP on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Bird,
+    Vxlan,
+    None,
+}
+
+/// What calico-node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub nodename: String,
+    pub ip: IpSetting,
+    pub method: Method,
+    pub as_number: Option<AsNumber>,
+    pub backend: Backend,
+    pub no_default_pools: bool,
+    pub pool_cidr: Ipv4Net,
+    pub pool_block_size: Option<u8>,
+    pub pool_vxlan: EncapMode,
+    pub pool_ipip: EncapMode,
+    pub pool_nat_outgoing: bool,
+    pub state_dir: PathBuf,
+    /// `FELIX_MTUIFACEPATTERN`: uplinks whose smallest MTU is the host MTU. Unset: the
+    /// interface carrying the node address (else upstream's default pattern).
+    pub mtu_iface_pattern: Option<String>,
+    pub health_enabled: bool,
+    pub health_host: String,
+    pub health_port: u16,
+    pub metrics_enabled: bool,
+    pub metrics_host: String,
+    pub metrics_port: u16,
+    pub datastore: Option<DatastoreConfig>,
+}
+
+/// Upstream Felix's default `MTUIfacePattern`.
+pub const DEFAULT_MTU_IFACE_PATTERN: &str = "^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)";
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            var,
+            value: v.into(),
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
+fn parse_encap(var: &'static str, v: &str) -> Result<EncapMode, ConfigError> {
+    // Upstream accepts the modes case-insensitively and treats "off" as Never.
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "never" | "off" => Ok(EncapMode::Never),
+        "always" => Ok(EncapMode::Always),
+        "crosssubnet" | "cross-subnet" => Ok(EncapMode::CrossSubnet),
+        _ => Err(ConfigError::Invalid {
+            var,
+            value: v.into(),
+            reason: "expected Never, Always or CrossSubnet".into(),
+        }),
+    }
+}
+
+fn parse_port(var: &'static str, v: &str) -> Result<u16, ConfigError> {
+    v.trim().parse().map_err(|_| ConfigError::Invalid {
+        var,
+        value: v.into(),
+        reason: "expected a TCP port number (1-65535)".into(),
+    })
+}
+
+/// Parses `IP`.
+pub fn parse_ip(v: &str) -> Result<IpSetting, ConfigError> {
+    let t = v.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "" | "autodetect" => return Ok(IpSetting::Autodetect),
+        "none" => return Ok(IpSetting::None),
+        _ => {}
+    }
+    let bad = |reason: &str| ConfigError::Invalid {
+        var: "IP",
+        value: v.into(),
+        reason: reason.into(),
+    };
+    if let Some((a, p)) = t.split_once('/') {
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| bad("expected autodetect, none, a.b.c.d or a.b.c.d/nn"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| bad("the prefix length must be 0-32"))?;
+        Ok(IpSetting::Fixed {
+            addr,
+            prefix: Some(prefix),
+        })
+    } else {
+        let addr: Ipv4Addr = t
+            .parse()
+            .map_err(|_| bad("expected autodetect, none, a.b.c.d or a.b.c.d/nn"))?;
+        Ok(IpSetting::Fixed { addr, prefix: None })
+    }
+}
+
+impl NodeConfig {
+    /// Reads the settings from `vars` (the process environment in `main`). `hostname` is the
+    /// fallback node name when `NODENAME` (and the deprecated `HOSTNAME`) are unset.
+    pub fn from_vars(
+        vars: &HashMap<String, String>,
+        hostname: impl FnOnce() -> std::io::Result<String>,
+    ) -> Result<NodeConfig, ConfigError> {
+        let get = |k: &str| vars.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+        let nodename = match get("NODENAME").or_else(|| get("HOSTNAME")) {
+            Some(n) => n.to_string(),
+            None => {
+                let h = hostname().map_err(|e| ConfigError::NoNodeName(e.to_string()))?;
+                let h = h.trim().to_string();
+                if h.is_empty() {
+                    return Err(ConfigError::NoNodeName("the hostname is empty".into()));
+                }
+                h
+            }
+        };
+        let ip = parse_ip(get("IP").unwrap_or(""))?;
+        let method = Method::parse(get("IP_AUTODETECTION_METHOD").unwrap_or("first-found"))
+            .map_err(|reason| ConfigError::Invalid {
+                var: "IP_AUTODETECTION_METHOD",
+                value: get("IP_AUTODETECTION_METHOD").unwrap_or("").into(),
+                reason,
+            })?;
+        let as_number = match get("AS") {
+            None => None,
+            Some(s) => Some(AsNumber::parse(s).map_err(|reason| ConfigError::Invalid {
+                var: "AS",
+                value: s.into(),
+                reason,
+            })?),
+        };
+        let backend = match get("CALICO_NETWORKING_BACKEND").unwrap_or("bird") {
+            "bird" => Backend::Bird,
+            "vxlan" => Backend::Vxlan,
+            "none" => Backend::None,
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "CALICO_NETWORKING_BACKEND",
+                    value: other.into(),
+                    reason: "expected bird, vxlan or none".into(),
+                });
+            }
+        };
+        let cidr_text = get("CALICO_IPV4POOL_CIDR").unwrap_or("192.168.0.0/16");
+        let pool_cidr: Ipv4Net = cidr_text.parse().map_err(|_| ConfigError::Invalid {
+            var: "CALICO_IPV4POOL_CIDR",
+            value: cidr_text.into(),
+            reason: "expected an IPv4 CIDR like 192.168.0.0/16".into(),
+        })?;
+        let pool_block_size = match get("CALICO_IPV4POOL_BLOCK_SIZE") {
+            None => None,
+            Some(s) => Some(
+                s.parse::<u8>()
+                    .ok()
+                    .filter(|b| (20..=32).contains(b))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        var: "CALICO_IPV4POOL_BLOCK_SIZE",
+                        value: s.into(),
+                        reason: "IPv4 block sizes are 20-32".into(),
+                    })?,
+            ),
+        };
+        let state_dir = PathBuf::from(get("CALICO_STATE_DIR").unwrap_or("/var/lib/calico"));
+        Ok(NodeConfig {
+            nodename,
+            ip,
+            method,
+            as_number,
+            backend,
+            no_default_pools: parse_bool(
+                "NO_DEFAULT_POOLS",
+                get("NO_DEFAULT_POOLS").unwrap_or(""),
+            )?,
+            pool_cidr,
+            pool_block_size,
+            pool_vxlan: parse_encap(
+                "CALICO_IPV4POOL_VXLAN",
+                get("CALICO_IPV4POOL_VXLAN").unwrap_or(""),
+            )?,
+            pool_ipip: parse_encap(
+                "CALICO_IPV4POOL_IPIP",
+                get("CALICO_IPV4POOL_IPIP").unwrap_or(""),
+            )?,
+            pool_nat_outgoing: parse_bool(
+                "CALICO_IPV4POOL_NAT_OUTGOING",
+                get("CALICO_IPV4POOL_NAT_OUTGOING").unwrap_or("true"),
+            )?,
+            state_dir,
+            mtu_iface_pattern: get("FELIX_MTUIFACEPATTERN").map(String::from),
+            // Upstream's Felix defaults health off but its container manifests turn it on;
+            // calico-node here is that container, so on unless FELIX_HEALTHENABLED=false.
+            health_enabled: parse_bool(
+                "FELIX_HEALTHENABLED",
+                get("FELIX_HEALTHENABLED").unwrap_or("true"),
+            )?,
+            health_host: get("FELIX_HEALTHHOST").unwrap_or("localhost").into(),
+            health_port: match get("FELIX_HEALTHPORT") {
+                Some(p) => parse_port("FELIX_HEALTHPORT", p)?,
+                None => 9099,
+            },
+            metrics_enabled: parse_bool(
+                "FELIX_PROMETHEUSMETRICSENABLED",
+                get("FELIX_PROMETHEUSMETRICSENABLED").unwrap_or("true"),
+            )?,
+            metrics_host: get("FELIX_PROMETHEUSMETRICSHOST").unwrap_or("").into(),
+            metrics_port: match get("FELIX_PROMETHEUSMETRICSPORT") {
+                Some(p) => parse_port("FELIX_PROMETHEUSMETRICSPORT", p)?,
+                None => 9091,
+            },
+            datastore: DatastoreConfig::from_vars(vars)?,
+        })
+    }
+
+    /// The `IP` setting as a CIDR when it is fully given.
+    pub fn fixed_cidr(&self) -> Option<IpNet> {
+        match self.ip {
+            IpSetting::Fixed {
+                addr,
+                prefix: Some(p),
+            } => Ipv4Net::new(addr, p).ok().map(IpNet::V4),
+            _ => None,
+        }
+    }
+
+    /// The fixed address, if any.
+    pub fn fixed_addr(&self) -> Option<IpAddr> {
+        match self.ip {
+            IpSetting::Fixed { addr, .. } => Some(IpAddr::V4(addr)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_upstream() -> anyhow::Result<()> {
+        let c = NodeConfig::from_vars(&vars(&[]), || Ok("host-a\n".into()))?;
+        assert_eq!(c.nodename, "host-a");
+        assert_eq!(c.ip, IpSetting::Autodetect);
+        assert_eq!(c.method, Method::FirstFound);
+        assert_eq!(c.pool_cidr.to_string(), "192.168.0.0/16");
+        assert!(c.pool_nat_outgoing);
+        assert!(!c.no_default_pools);
+        assert_eq!(c.backend, Backend::Bird);
+        assert_eq!((c.health_host.as_str(), c.health_port), ("localhost", 9099));
+        assert_eq!(c.metrics_port, 9091);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/calico"));
+        Ok(())
+    }
+
+    #[test]
+    fn explicit_values_parse() -> anyhow::Result<()> {
+        let c = NodeConfig::from_vars(
+            &vars(&[
+                ("NODENAME", "n1"),
+                ("IP", "10.0.0.5/24"),
+                ("IP_AUTODETECTION_METHOD", "interface=eth.*,ens3"),
+                ("AS", "64513"),
+                ("CALICO_IPV4POOL_VXLAN", "crosssubnet"),
+                ("CALICO_IPV4POOL_BLOCK_SIZE", "26"),
+                ("NO_DEFAULT_POOLS", "true"),
+                ("FELIX_HEALTHPORT", "19099"),
+                ("CALICO_NETWORKING_BACKEND", "vxlan"),
+            ]),
+            || Err(std::io::Error::other("unused")),
+        )?;
+        assert_eq!(
+            c.fixed_cidr().map(|n| n.to_string()).as_deref(),
+            Some("10.0.0.5/24")
+        );
+        assert_eq!(c.as_number, Some(AsNumber(64513)));
+        assert_eq!(c.pool_vxlan, EncapMode::CrossSubnet);
+        assert_eq!(c.pool_block_size, Some(26));
+        assert!(c.no_default_pools);
+        assert_eq!(c.health_port, 19099);
+        assert_eq!(c.backend, Backend::Vxlan);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("IP", "10.0.0.300"),
+            ("IP", "10.0.0.1/33"),
+            ("CALICO_IPV4POOL_CIDR", "nope"),
+            ("CALICO_IPV4POOL_BLOCK_SIZE", "8"),
+            ("CALICO_IPV4POOL_VXLAN", "sometimes"),
+            ("IP_AUTODETECTION_METHOD", "guess"),
+            ("FELIX_HEALTHPORT", "99999"),
+        ] {
+            let err = NodeConfig::from_vars(&vars(&[("NODENAME", "n"), (k, v)]), || Ok("h".into()))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(k), "{k}={v}: {err}");
+        }
+    }
+}

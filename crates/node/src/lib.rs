@@ -1,0 +1,13 @@
+//! calico-node: the per-host agent's startup, health/metrics and main loop.
+//!
+//! ```text
+//!  env ─▶ config::NodeConfig ─▶ startup::run (autodetect ─▶ Node ─▶ default pool ─▶ tunnel
+//!         addresses ─▶ MTU + nodename files) ─▶ agent::Agent (syncer ─▶ SyncConsumer seam,
+//!         pool changes ─▶ tunnel addresses / MTU) ◀─▶ health (:9099) + metrics (:9091)
+//! ```
+//!
+//! Kernel access goes through `calico_dataplane` (netlink); the datastore through
+//! `calico_datastore`; tunnel addresses through `calico_ipam`.
+
+pub mod autodetect;
+pub mod config;
