@@ -29,7 +29,9 @@ pub enum ConfigError {
 /// `IP`: how the node's IPv4 address is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpSetting {
-    /// `autodetect` (or unset): run `IP_AUTODETECTION_METHOD`.
+    /// Unset: keep the Node's stored address, or autodetect when it has none (upstream).
+    Unset,
+    /// `autodetect`: always run `IP_AUTODETECTION_METHOD`.
     Autodetect,
     /// An explicit address; without a prefix length the interface carrying it supplies one.
     Fixed { addr: Ipv4Addr, prefix: Option<u8> },
@@ -113,7 +115,8 @@ fn parse_port(var: &'static str, v: &str) -> Result<u16, ConfigError> {
 pub fn parse_ip(v: &str) -> Result<IpSetting, ConfigError> {
     let t = v.trim();
     match t.to_ascii_lowercase().as_str() {
-        "" | "autodetect" => return Ok(IpSetting::Autodetect),
+        "" => return Ok(IpSetting::Unset),
+        "autodetect" => return Ok(IpSetting::Autodetect),
         "none" => return Ok(IpSetting::None),
         _ => {}
     }
@@ -294,7 +297,7 @@ mod tests {
     fn defaults_match_upstream() -> anyhow::Result<()> {
         let c = NodeConfig::from_vars(&vars(&[]), || Ok("host-a\n".into()))?;
         assert_eq!(c.nodename, "host-a");
-        assert_eq!(c.ip, IpSetting::Autodetect);
+        assert_eq!(c.ip, IpSetting::Unset);
         assert_eq!(c.method, Method::FirstFound);
         assert_eq!(c.pool_cidr.to_string(), "192.168.0.0/16");
         assert!(c.pool_nat_outgoing);

@@ -11,3 +11,5 @@
 
 pub mod autodetect;
 pub mod config;
+pub mod startup;
+pub mod tunnels;

@@ -1,0 +1,331 @@
+//! Startup, in upstream's order: choose the node address, register/update the Node, create the
+//! default IPv4 pool, assign tunnel addresses, then write the files the CNI plugin reads (MTU,
+//! nodename) into the state directory.
+//!
+//! ```text
+//!  NodeConfig + [Iface] (+ can-reach source) ──choose_address──▶ CIDR, uplink
+//!     ──modify_node (CAS loop)──▶ Node{bgp.ipv4Address, addresses[CalicoNodeIP], asNumber}
+//!     ──ensure_default_pool──▶ tunnels::reconcile ──▶ host MTU − overhead ──▶ <state>/mtu
+//! ```
+//!
+//! Everything here takes the host's interfaces as data, so the same code runs against the real
+//! kernel (via netlink in `main`) and against made-up hosts in tests.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use calico_api::resources::{EncapMode, IPPool, Node, NodeAddress, NodeBGPSpec};
+use calico_api::{Kind, Resource};
+use calico_datastore::resources::{ResourceStore, StoreError};
+use calico_ipam::{Ipam, IpamError};
+use ipnet::{IpNet, Ipv4Net};
+use regex::Regex;
+
+use crate::autodetect::{self, DetectError, Iface};
+use crate::config::{DEFAULT_MTU_IFACE_PATTERN, IpSetting, NodeConfig};
+use crate::tunnels::{self, TunnelState};
+
+/// Name of the pool calico-node creates.
+pub const DEFAULT_IPV4_POOL: &str = "default-ipv4-ippool";
+/// Overheads of the encapsulations (IPv4).
+pub const VXLAN_OVERHEAD: u32 = 50;
+pub const IPIP_OVERHEAD: u32 = 20;
+const CAS_RETRIES: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("IPAM: {0}")]
+    Ipam(#[from] IpamError),
+    #[error("reading the host's interfaces: {0}")]
+    Netlink(#[from] calico_dataplane::Error),
+    #[error("{action} {}: {source}; check that the state directory (CALICO_STATE_DIR) is writable", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("Node({0}) kept changing under us ({CAS_RETRIES} compare-and-swap attempts); retry")]
+    Contention(String),
+    #[error("stored Node({0}) is not a Node")]
+    WrongKind(String),
+    #[error(
+        "no tunnel address for node {node} from pools {pools:?}: the pools are full or do not \
+         allow Tunnel use; enlarge a pool or free addresses"
+    )]
+    NoTunnelAddress { node: String, pools: Vec<String> },
+    #[error(
+        "default pool: CALICO_IPV4POOL_IPIP and CALICO_IPV4POOL_VXLAN are both enabled; enable \
+         at most one"
+    )]
+    BothEncaps,
+}
+
+/// What startup established.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub node: Node,
+    /// The node's IPv4 CIDR, if it has one.
+    pub cidr: Option<IpNet>,
+    /// The interface carrying that address.
+    pub uplink: Option<String>,
+    pub host_mtu: u32,
+    pub pod_mtu: u32,
+    pub tunnels: TunnelState,
+}
+
+pub async fn get_node(store: &ResourceStore, name: &str) -> Result<Node, StartupError> {
+    match store.get(Kind::Node, None, name).await? {
+        Resource::Node(n) => Ok(n),
+        _ => Err(StartupError::WrongKind(name.into())),
+    }
+}
+
+/// Creates or updates Node `name` through `change` (true = it changed something), retrying on
+/// lost compare-and-swaps; fields `change` leaves alone are kept.
+pub async fn modify_node(
+    store: &ResourceStore,
+    name: &str,
+    mut change: impl FnMut(&mut Node) -> bool,
+) -> Result<Node, StartupError> {
+    for _ in 0..CAS_RETRIES {
+        let (mut node, exists) = match get_node(store, name).await {
+            Ok(n) => (n, true),
+            Err(StartupError::Store(StoreError::NotFound { .. })) => (Node::new(name), false),
+            Err(e) => return Err(e),
+        };
+        let changed = change(&mut node);
+        if exists && !changed {
+            return Ok(node);
+        }
+        let res = if exists {
+            store.update(Resource::Node(node)).await
+        } else {
+            store.create(Resource::Node(node)).await
+        };
+        match res {
+            Ok(Resource::Node(n)) => return Ok(n),
+            Ok(_) => return Err(StartupError::WrongKind(name.into())),
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StartupError::Contention(name.into()))
+}
+
+/// The node's IPv4 CIDR per `IP` / `IP_AUTODETECTION_METHOD`, with the interface carrying it.
+/// `stored` is the Node's current `bgp.ipv4Address`; `reach` gives the can-reach source.
+pub fn choose_address(
+    cfg: &NodeConfig,
+    ifaces: &[Iface],
+    stored: Option<&str>,
+    reach: impl FnOnce(&str) -> Result<IpAddr, DetectError>,
+) -> Result<Option<(IpNet, Option<String>)>, DetectError> {
+    let on_iface = |net: IpNet| {
+        let iface = autodetect::find_address(ifaces, net.addr()).map(|d| d.iface);
+        (net, iface)
+    };
+    match &cfg.ip {
+        IpSetting::None => Ok(None),
+        IpSetting::Fixed { addr, prefix } => {
+            let ip = IpAddr::V4(*addr);
+            match (prefix, autodetect::find_address(ifaces, ip)) {
+                (Some(p), found) => {
+                    let net = Ipv4Net::new(*addr, *p)
+                        .map_err(|e| DetectError::Invalid(format!("IP={addr}/{p}: {e}")))?;
+                    Ok(Some((IpNet::V4(net), found.map(|d| d.iface))))
+                }
+                // No prefix given: the interface's, else a host route (upstream).
+                (None, Some(d)) => Ok(Some((d.cidr, Some(d.iface)))),
+                (None, None) => Ok(Some(on_iface(IpNet::V4(Ipv4Net::from(*addr))))),
+            }
+        }
+        IpSetting::Unset if stored.is_some_and(|s| s.parse::<IpNet>().is_ok()) => {
+            let net = stored.and_then(|s| s.parse::<IpNet>().ok());
+            Ok(net.map(on_iface))
+        }
+        IpSetting::Unset | IpSetting::Autodetect => {
+            let source = match &cfg.method {
+                autodetect::Method::CanReach(dest) => Some(reach(dest)?),
+                _ => None,
+            };
+            let d = autodetect::detect(&cfg.method, ifaces, source)?;
+            Ok(Some((d.cidr, Some(d.iface))))
+        }
+    }
+}
+
+/// Sets the address fields of `node`; true when something changed.
+fn record_address(node: &mut Node, cfg: &NodeConfig, cidr: Option<IpNet>) -> bool {
+    let before = node.spec.clone();
+    if let Some(cidr) = cidr {
+        let bgp = node.spec.bgp.get_or_insert_with(NodeBGPSpec::default);
+        bgp.ipv4_address = cidr.to_string();
+        node.spec
+            .addresses
+            .retain(|a| !(a.address_type == "CalicoNodeIP" && is_v4(&a.address)));
+        node.spec.addresses.push(NodeAddress {
+            address: cidr.to_string(),
+            address_type: "CalicoNodeIP".into(),
+        });
+    }
+    if let Some(asn) = cfg.as_number {
+        node.spec
+            .bgp
+            .get_or_insert_with(NodeBGPSpec::default)
+            .as_number = Some(asn);
+    }
+    node.spec != before
+}
+
+fn is_v4(a: &str) -> bool {
+    let host = a.split('/').next().unwrap_or(a);
+    host.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// Creates `default-ipv4-ippool` unless `NO_DEFAULT_POOLS` or any pool exists. Returns whether
+/// it created one (losing a race with another node's creation counts as not created).
+pub async fn ensure_default_pool(
+    store: &ResourceStore,
+    cfg: &NodeConfig,
+) -> Result<bool, StartupError> {
+    if cfg.no_default_pools || !store.list(Kind::IPPool, None).await?.is_empty() {
+        return Ok(false);
+    }
+    if cfg.pool_vxlan.enabled() && cfg.pool_ipip.enabled() {
+        return Err(StartupError::BothEncaps);
+    }
+    let mut pool = IPPool::new(DEFAULT_IPV4_POOL);
+    pool.spec.cidr = cfg.pool_cidr.trunc().to_string();
+    pool.spec.block_size = cfg.pool_block_size;
+    pool.spec.vxlan_mode = Some(cfg.pool_vxlan);
+    pool.spec.ipip_mode = Some(cfg.pool_ipip);
+    pool.spec.nat_outgoing = Some(cfg.pool_nat_outgoing);
+    pool.spec.node_selector = Some("all()".into());
+    match store.create(Resource::IPPool(pool)).await {
+        Ok(_) => {
+            tracing::info!(cidr = %cfg.pool_cidr, "created default IPv4 pool {DEFAULT_IPV4_POOL}");
+            Ok(true)
+        }
+        Err(StoreError::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list_pools(store: &ResourceStore) -> Result<Vec<IPPool>, StartupError> {
+    Ok(store
+        .list(Kind::IPPool, None)
+        .await?
+        .into_iter()
+        .filter_map(|r| match r {
+            Resource::IPPool(p) => Some(p),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The host MTU: the smallest MTU of the interfaces matching `FELIX_MTUIFACEPATTERN` when set;
+/// else of the uplink carrying the node address; else of upstream's default pattern; else 1500.
+pub fn host_mtu(cfg: &NodeConfig, ifaces: &[Iface], uplink: Option<&str>) -> u32 {
+    let by_pattern = |pat: &str| {
+        let re = Regex::new(pat).ok()?;
+        ifaces
+            .iter()
+            .filter(|i| i.up && re.is_match(&i.name))
+            .filter_map(|i| i.mtu)
+            .min()
+    };
+    if let Some(p) = &cfg.mtu_iface_pattern {
+        if let Some(m) = by_pattern(p) {
+            return m;
+        }
+        tracing::warn!(
+            pattern = p,
+            "FELIX_MTUIFACEPATTERN matches no interface; using the uplink"
+        );
+    }
+    uplink
+        .and_then(|u| ifaces.iter().find(|i| i.name == u).and_then(|i| i.mtu))
+        .or_else(|| by_pattern(DEFAULT_MTU_IFACE_PATTERN))
+        .unwrap_or(1500)
+}
+
+/// Pod MTU: host MTU minus the largest overhead of the encapsulations enabled pools use.
+pub fn pod_mtu(host_mtu: u32, pools: &[IPPool]) -> u32 {
+    let enabled = pools.iter().filter(|p| !p.spec.is_disabled());
+    let overhead = enabled
+        .map(|p| {
+            let vx = if p.spec.vxlan() != EncapMode::Never {
+                VXLAN_OVERHEAD
+            } else {
+                0
+            };
+            let ip = if p.spec.ipip() != EncapMode::Never {
+                IPIP_OVERHEAD
+            } else {
+                0
+            };
+            vx.max(ip)
+        })
+        .max()
+        .unwrap_or(0);
+    host_mtu.saturating_sub(overhead)
+}
+
+/// Writes `content` to `dir/name` atomically (temp file + rename), creating `dir`.
+pub fn write_state_file(dir: &Path, name: &str, content: &str) -> Result<(), StartupError> {
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StartupError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename into", &path))?;
+    Ok(())
+}
+
+/// The whole startup sequence.
+pub async fn run(
+    cfg: &NodeConfig,
+    store: &ResourceStore,
+    ipam: &Ipam,
+    ifaces: &[Iface],
+    reach: impl FnOnce(&str) -> Result<IpAddr, DetectError>,
+) -> Result<Started, StartupError> {
+    let stored = match get_node(store, &cfg.nodename).await {
+        Ok(n) => n.spec.bgp.map(|b| b.ipv4_address).filter(|s| !s.is_empty()),
+        Err(StartupError::Store(StoreError::NotFound { .. })) => None,
+        Err(e) => return Err(e),
+    };
+    let chosen = choose_address(cfg, ifaces, stored.as_deref(), reach)?;
+    let cidr = chosen.as_ref().map(|c| c.0);
+    let uplink = chosen.and_then(|c| c.1);
+    tracing::info!(node = cfg.nodename, cidr = ?cidr, uplink = ?uplink, "node address");
+    modify_node(store, &cfg.nodename, |n| record_address(n, cfg, cidr)).await?;
+    ensure_default_pool(store, cfg).await?;
+    let pools = list_pools(store).await?;
+    let tunnels = tunnels::reconcile(store, ipam, &cfg.nodename, &pools).await?;
+    let host_mtu = host_mtu(cfg, ifaces, uplink.as_deref());
+    let pod_mtu = pod_mtu(host_mtu, &pools);
+    write_state_file(&cfg.state_dir, "mtu", &pod_mtu.to_string())?;
+    write_state_file(&cfg.state_dir, "nodename", &cfg.nodename)?;
+    tracing::info!(host_mtu, pod_mtu, state_dir = %cfg.state_dir.display(), "wrote MTU and nodename files");
+    let node = get_node(store, &cfg.nodename).await?;
+    Ok(Started {
+        node,
+        cidr,
+        uplink,
+        host_mtu,
+        pod_mtu,
+        tunnels,
+    })
+}
