@@ -15,6 +15,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
+use crate::netlink::l2::{FdbEntry, Neighbour, VxlanLink, VxlanSpec};
 use crate::netlink::types::{
     Address, Family, Link, LinkChange, Route, RouteChange, RouteFilter, VethEnd, VethSpec,
 };
@@ -40,6 +41,12 @@ pub enum Call {
     AddRoute(Route),
     ReplaceRoute(Route),
     DeleteRoute(Route),
+    CreateVxlan(VxlanSpec),
+    AddNeighbour(Neighbour),
+    ReplaceNeighbour(Neighbour),
+    DeleteNeighbour(Neighbour),
+    ReplaceFdb(FdbEntry),
+    DeleteFdb(FdbEntry),
 }
 
 type FailRule = (Box<dyn Fn(&Call) -> bool + Send>, Errno);
@@ -51,6 +58,12 @@ pub struct RecordingRtnl {
     pub links: Vec<Link>,
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
+    /// VXLAN attributes of links created by `create_vxlan` (the link itself is in `links`).
+    pub vxlans: Vec<VxlanLink>,
+    pub neighbours: Vec<Neighbour>,
+    pub fdb: Vec<FdbEntry>,
+    /// Every `apply_routes` call's input, so tests can check what went in one batch.
+    pub batches: Vec<Vec<RouteChange>>,
     fail: Vec<FailRule>,
     next_index: u32,
 }
@@ -164,6 +177,9 @@ impl Rtnl for RecordingRtnl {
             return Err(Self::kernel(format!("link {name}"), Errno::ENODEV));
         };
         let index = self.links.remove(pos).index;
+        self.vxlans.retain(|v| v.link.index != index);
+        self.neighbours.retain(|n| n.index != index);
+        self.fdb.retain(|f| f.index != index);
         self.addresses.retain(|a| a.index != index);
         self.routes.retain(|r| r.oif != Some(index));
         Ok(())
@@ -241,6 +257,7 @@ impl Rtnl for RecordingRtnl {
     }
 
     fn apply_routes(&mut self, changes: &[RouteChange]) -> Result<Vec<BatchFailure>> {
+        self.batches.push(changes.to_vec());
         let mut failures = Vec::new();
         for (index, change) in changes.iter().enumerate() {
             let result = match change {
@@ -264,6 +281,133 @@ impl Rtnl for RecordingRtnl {
             }
         }
         Ok(failures)
+    }
+
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        self.create_vxlan_impl(spec)
+    }
+
+    fn vxlan_by_name(&mut self, name: &str) -> Result<Option<VxlanLink>> {
+        Ok(self.vxlan_by_name_impl(name))
+    }
+
+    fn add_neighbour(&mut self, n: &Neighbour) -> Result<()> {
+        let object = format!("neighbour {}", n.ip);
+        self.record(Call::AddNeighbour(n.clone()), object.clone())?;
+        if self.neighbour_exists(n) {
+            return Err(Self::kernel(object, Errno::EEXIST));
+        }
+        self.neighbours.push(n.clone());
+        Ok(())
+    }
+
+    fn replace_neighbour(&mut self, n: &Neighbour) -> Result<()> {
+        self.record(
+            Call::ReplaceNeighbour(n.clone()),
+            format!("neighbour {}", n.ip),
+        )?;
+        self.neighbours
+            .retain(|e| !(e.index == n.index && e.ip == n.ip));
+        self.neighbours.push(n.clone());
+        Ok(())
+    }
+
+    fn delete_neighbour(&mut self, n: &Neighbour) -> Result<()> {
+        let object = format!("neighbour {}", n.ip);
+        self.record(Call::DeleteNeighbour(n.clone()), object.clone())?;
+        if !self.neighbour_exists(n) {
+            return Err(Self::kernel(object, Errno::ENOENT));
+        }
+        self.neighbours
+            .retain(|e| !(e.index == n.index && e.ip == n.ip));
+        Ok(())
+    }
+
+    fn neighbours(&mut self, family: Family, index: Option<u32>) -> Result<Vec<Neighbour>> {
+        Ok(self
+            .neighbours
+            .iter()
+            .filter(|n| (family == Family::V4) == n.ip.is_ipv4())
+            .filter(|n| index.is_none_or(|i| n.index == i))
+            .cloned()
+            .collect())
+    }
+
+    fn replace_fdb(&mut self, f: &FdbEntry) -> Result<()> {
+        self.record(Call::ReplaceFdb(f.clone()), format!("fdb {:?}", f.mac))?;
+        self.fdb.retain(|e| !(e.index == f.index && e.mac == f.mac));
+        self.fdb.push(f.clone());
+        Ok(())
+    }
+
+    fn delete_fdb(&mut self, f: &FdbEntry) -> Result<()> {
+        let object = format!("fdb {:?}", f.mac);
+        self.record(Call::DeleteFdb(f.clone()), object.clone())?;
+        let before = self.fdb.len();
+        self.fdb
+            .retain(|e| !(e.index == f.index && e.mac == f.mac && e.dst == f.dst));
+        if before == self.fdb.len() {
+            return Err(Self::kernel(object, Errno::ENOENT));
+        }
+        Ok(())
+    }
+
+    fn fdb(&mut self, index: u32) -> Result<Vec<FdbEntry>> {
+        Ok(self
+            .fdb
+            .iter()
+            .filter(|f| f.index == index)
+            .cloned()
+            .collect())
+    }
+}
+
+impl RecordingRtnl {
+    fn neighbour_exists(&self, n: &Neighbour) -> bool {
+        self.neighbours
+            .iter()
+            .any(|e| e.index == n.index && e.ip == n.ip)
+    }
+}
+
+/// The layer-2 half of the fake (VXLAN device, neighbours, FDB).
+impl RecordingRtnl {
+    fn create_vxlan_impl(&mut self, spec: &VxlanSpec) -> Result<()> {
+        let object = format!("vxlan device {}", spec.name);
+        self.record(Call::CreateVxlan(spec.clone()), object.clone())?;
+        if self.links.iter().any(|l| l.name == spec.name) {
+            return Err(Self::kernel(object, Errno::EEXIST));
+        }
+        self.next_index += 1;
+        let link = Link {
+            index: self.next_index,
+            name: spec.name.clone(),
+            mtu: spec.mtu,
+            mac: spec.mac.map(|m| m.to_vec()),
+            up: spec.up,
+            kind: Some("vxlan".into()),
+        };
+        self.links.push(link.clone());
+        self.vxlans.push(VxlanLink {
+            link,
+            vni: Some(spec.vni),
+            port: Some(spec.port),
+            local: spec.local,
+            parent: spec.parent,
+            learning: Some(spec.learning),
+        });
+        Ok(())
+    }
+
+    fn vxlan_by_name_impl(&self, name: &str) -> Option<VxlanLink> {
+        let link = self.links.iter().find(|l| l.name == name)?;
+        let mut v = self
+            .vxlans
+            .iter()
+            .find(|v| v.link.index == link.index)?
+            .clone();
+        v.link = link.clone();
+        Some(v)
     }
 }
 

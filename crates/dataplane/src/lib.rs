@@ -19,6 +19,7 @@ pub mod sysctl;
 pub mod testns;
 
 pub use error::{Error, Result};
+pub use netlink::l2::{FdbEntry, Neighbour, VxlanLink, VxlanSpec, format_mac, parse_mac};
 pub use netlink::types::{
     Address, Family, Link, LinkChange, Mac, PROTO_BOOT, PROTO_KERNEL, Route, RouteChange,
     RouteFilter, RouteKind, Scope, TABLE_MAIN, VethEnd, VethSpec,

@@ -6,6 +6,7 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::Result;
+use crate::netlink::l2::{self, FdbEntry, Neighbour, VxlanLink, VxlanSpec};
 use crate::netlink::types::{
     Address, Family, Link, LinkChange, Route, RouteChange, RouteFilter, VethSpec,
 };
@@ -34,6 +35,38 @@ pub trait Rtnl {
     fn routes(&mut self, filter: &RouteFilter) -> Result<Vec<Route>>;
     /// Batched route changes (see `Netlink::apply_routes`).
     fn apply_routes(&mut self, changes: &[RouteChange]) -> Result<Vec<BatchFailure>>;
+    /// Create a VXLAN device; EEXIST when a link of that name exists.
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()>;
+    /// The VXLAN device called `name` with its attributes; `None` when there is no such link
+    /// or it is not a VXLAN device.
+    fn vxlan_by_name(&mut self, name: &str) -> Result<Option<VxlanLink>>;
+    /// Create a neighbour entry; EEXIST when one exists for that address on that link.
+    fn add_neighbour(&mut self, n: &Neighbour) -> Result<()>;
+    /// Create or replace a neighbour entry (`ip neigh replace`).
+    fn replace_neighbour(&mut self, n: &Neighbour) -> Result<()>;
+    fn delete_neighbour(&mut self, n: &Neighbour) -> Result<()>;
+    /// Neighbour entries of `family`, of one link or of all.
+    fn neighbours(&mut self, family: Family, index: Option<u32>) -> Result<Vec<Neighbour>>;
+    /// Create or replace an FDB entry in the device's own table (`bridge fdb replace ... self`).
+    fn replace_fdb(&mut self, f: &FdbEntry) -> Result<()>;
+    fn delete_fdb(&mut self, f: &FdbEntry) -> Result<()>;
+    /// FDB entries in the own table of link `index`.
+    fn fdb(&mut self, index: u32) -> Result<Vec<FdbEntry>>;
+}
+
+fn neighbour_object(n: &Neighbour) -> String {
+    format!("neighbour {} on link #{}", n.ip, n.index)
+}
+
+fn fdb_object(f: &FdbEntry) -> String {
+    match f.dst {
+        Some(dst) => format!(
+            "fdb entry {} dst {dst} on link #{}",
+            l2::format_mac(&f.mac),
+            f.index
+        ),
+        None => format!("fdb entry {} on link #{}", l2::format_mac(&f.mac), f.index),
+    }
 }
 
 fn veth_object(spec: &VethSpec<'_>) -> String {
@@ -185,5 +218,91 @@ impl<T: Transport> Rtnl for Netlink<T> {
 
     fn apply_routes(&mut self, changes: &[RouteChange]) -> Result<Vec<BatchFailure>> {
         Netlink::apply_routes(self, changes)
+    }
+
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        let msg = RouteNetlinkMessage::NewLink(l2::vxlan_message(spec));
+        self.ack_request(msg, NLM_F_CREATE | NLM_F_EXCL, "create", &|| {
+            format!(
+                "vxlan device {} (vni {}, dstport {})",
+                spec.name, spec.vni, spec.port
+            )
+        })
+    }
+
+    fn vxlan_by_name(&mut self, name: &str) -> Result<Option<VxlanLink>> {
+        let msg = RouteNetlinkMessage::GetLink(messages::link_by_name(name));
+        match self.get(msg, false, "get", &|| format!("link {name}")) {
+            Ok(replies) => Ok(replies.iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => l2::parse_vxlan(l),
+                _ => None,
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn add_neighbour(&mut self, n: &Neighbour) -> Result<()> {
+        let msg = RouteNetlinkMessage::NewNeighbour(l2::neighbour_message(n));
+        self.ack_request(msg, NLM_F_CREATE | NLM_F_EXCL, "add", &|| {
+            neighbour_object(n)
+        })
+    }
+
+    fn replace_neighbour(&mut self, n: &Neighbour) -> Result<()> {
+        let msg = RouteNetlinkMessage::NewNeighbour(l2::neighbour_message(n));
+        self.ack_request(msg, NLM_F_CREATE | NLM_F_REPLACE, "replace", &|| {
+            neighbour_object(n)
+        })
+    }
+
+    fn delete_neighbour(&mut self, n: &Neighbour) -> Result<()> {
+        let msg = RouteNetlinkMessage::DelNeighbour(l2::neighbour_message(n));
+        self.ack_request(msg, 0, "delete", &|| neighbour_object(n))
+    }
+
+    fn neighbours(&mut self, family: Family, index: Option<u32>) -> Result<Vec<Neighbour>> {
+        let mut req = netlink_packet_route::neighbour::NeighbourMessage::default();
+        req.header.family = match family {
+            Family::V4 => netlink_packet_route::AddressFamily::Inet,
+            Family::V6 => netlink_packet_route::AddressFamily::Inet6,
+        };
+        let msg = RouteNetlinkMessage::GetNeighbour(req);
+        let replies = self.get(msg, true, "list", &|| "neighbours".to_string())?;
+        Ok(replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => l2::parse_neighbour(n),
+                _ => None,
+            })
+            .filter(|n| index.is_none_or(|i| n.index == i))
+            .collect())
+    }
+
+    fn replace_fdb(&mut self, f: &FdbEntry) -> Result<()> {
+        let msg = RouteNetlinkMessage::NewNeighbour(l2::fdb_message(f));
+        self.ack_request(msg, NLM_F_CREATE | NLM_F_REPLACE, "replace", &|| {
+            fdb_object(f)
+        })
+    }
+
+    fn delete_fdb(&mut self, f: &FdbEntry) -> Result<()> {
+        let msg = RouteNetlinkMessage::DelNeighbour(l2::fdb_message(f));
+        self.ack_request(msg, 0, "delete", &|| fdb_object(f))
+    }
+
+    fn fdb(&mut self, index: u32) -> Result<Vec<FdbEntry>> {
+        let mut req = netlink_packet_route::neighbour::NeighbourMessage::default();
+        req.header.family = netlink_packet_route::AddressFamily::Bridge;
+        let msg = RouteNetlinkMessage::GetNeighbour(req);
+        let replies = self.get(msg, true, "list", &|| format!("fdb of link #{index}"))?;
+        Ok(replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => l2::parse_fdb(n),
+                _ => None,
+            })
+            .filter(|f| f.index == index)
+            .collect())
     }
 }

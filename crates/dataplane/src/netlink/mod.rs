@@ -6,6 +6,7 @@
 //! (errno + the kernel's extended-ack text) or data, matched to the request by sequence number →
 //! `Error` naming the object, or domain values for listings.
 
+pub mod l2;
 pub mod messages;
 pub mod transport;
 pub mod types;
