@@ -66,6 +66,8 @@ fn host_sysctls(w: &Wiring) -> Result<(), CniError> {
         keys.push((key(SysctlKey::ipv6_conf(h, "proxy_ndp"))?, "1"));
         keys.push((key(SysctlKey::ipv6_conf(h, "forwarding"))?, "1"));
         keys.push((key(SysctlKey::ipv6_conf(h, "accept_ra"))?, "0"));
+        // The pod's default gateway is this side's link-local address: usable at once.
+        keys.push((key(SysctlKey::ipv6_conf(h, "accept_dad"))?, "0"));
     }
     for (k, v) in keys {
         sys.set(&k, v)
