@@ -9,7 +9,9 @@
 //! Kernel access goes through `calico_dataplane` (netlink); the datastore through
 //! `calico_datastore`; tunnel addresses through `calico_ipam`.
 
+pub mod agent;
 pub mod autodetect;
 pub mod config;
+pub mod health;
 pub mod startup;
 pub mod tunnels;

@@ -57,6 +57,8 @@ pub enum StartupError {
          allow Tunnel use; enlarge a pool or free addresses"
     )]
     NoTunnelAddress { node: String, pools: Vec<String> },
+    #[error("the datastore syncer stopped unexpectedly; restart calico-node")]
+    SyncerStopped,
     #[error(
         "default pool: CALICO_IPV4POOL_IPIP and CALICO_IPV4POOL_VXLAN are both enabled; enable \
          at most one"
