@@ -102,10 +102,11 @@ pub fn build_endpoint(
     let mut wep = WorkloadEndpoint::new(name);
     wep.metadata.namespace = Some(ns.clone());
     wep.metadata.labels = Some(labels(req, wl, &sa));
-    let mut profiles = vec![format!("kns.{ns}")];
-    if !sa.is_empty() {
-        profiles.push(format!("ksa.{ns}.{sa}"));
-    }
+    // Kubernetes: the namespace and service-account profiles; plain CNI: the network name.
+    let profiles = match &wl.pod {
+        Some(_) => vec![format!("kns.{ns}"), format!("ksa.{ns}.{sa}")],
+        None => vec![req.conf.name.clone()],
+    };
     wep.spec = WorkloadEndpointSpec {
         orchestrator: ids.orchestrator,
         node: wl.node.clone(),

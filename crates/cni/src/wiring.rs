@@ -51,8 +51,7 @@ pub fn mac_string(mac: &[u8]) -> String {
         .join(":")
 }
 
-fn host_sysctls(w: &Wiring) -> Result<(), CniError> {
-    let mut sys = ProcSys::default();
+fn host_sysctls(sys: &mut dyn Sysctl, w: &Wiring) -> Result<(), CniError> {
     let h = w.host_veth.as_str();
     let mut keys: Vec<(SysctlKey, &str)> = Vec::new();
     let key = |r: calico_dataplane::Result<SysctlKey>| r.map_err(|e| dp("name a sysctl", e));
@@ -147,9 +146,27 @@ fn pod_side(w: &Wiring) -> Result<String, CniError> {
     Ok(link.mac.as_deref().map(mac_string).unwrap_or_default())
 }
 
-/// Create and configure the veth pair. On error, the caller undoes with `unwire`.
+/// Create and configure the veth pair in the kernel. On error, the caller undoes with `unwire`.
 pub fn wire(w: &Wiring, pod_ns: &NetNs) -> Result<Wired, CniError> {
     let mut nl = Netlink::open().map_err(|e| dp("open netlink", e))?;
+    let mut sys = ProcSys::default();
+    wire_with(&mut nl, &mut sys, w, pod_ns, &mut |w| {
+        pod_ns
+            .run(|| pod_side(w))
+            .map_err(|e| dp("enter the pod namespace", e))?
+    })
+}
+
+/// The host-side steps over `rtnl`/`sys` (fakes in unit tests); `configure_pod` does the pod
+/// side and returns the pod interface's MAC. Order: veth (peer created in `pod_ns`), host
+/// sysctls while the host end is still down, host end up, pod side, host routes.
+pub fn wire_with(
+    rtnl: &mut dyn Rtnl,
+    sys: &mut dyn Sysctl,
+    w: &Wiring,
+    pod_ns: &NetNs,
+    configure_pod: &mut dyn FnMut(&Wiring) -> Result<String, CniError>,
+) -> Result<Wired, CniError> {
     let spec = VethSpec {
         host: VethEnd {
             name: w.host_veth.clone(),
@@ -165,7 +182,7 @@ pub fn wire(w: &Wiring, pod_ns: &NetNs) -> Result<Wired, CniError> {
         },
         peer_netns: Some(pod_ns),
     };
-    nl.create_veth(&spec).map_err(|e| {
+    rtnl.create_veth(&spec).map_err(|e| {
         dp(
             &format!(
                 "create veth {} with peer {} in the pod namespace",
@@ -174,13 +191,12 @@ pub fn wire(w: &Wiring, pod_ns: &NetNs) -> Result<Wired, CniError> {
             e,
         )
     })?;
-    // Sysctls before the link comes up (accept_ra etc. take effect at once).
-    host_sysctls(w)?;
-    let host = nl
+    host_sysctls(sys, w)?;
+    let host = rtnl
         .link_by_name(&w.host_veth)
         .map_err(|e| dp("read the host veth", e))?
         .ok_or_else(|| CniError::plugin(format!("host veth {} vanished", w.host_veth), ""))?;
-    nl.set_link(
+    rtnl.set_link(
         host.index,
         &LinkChange {
             up: Some(true),
@@ -188,12 +204,10 @@ pub fn wire(w: &Wiring, pod_ns: &NetNs) -> Result<Wired, CniError> {
         },
     )
     .map_err(|e| dp(&format!("bring {} up", w.host_veth), e))?;
-    let pod_mac = pod_ns
-        .run(|| pod_side(w))
-        .map_err(|e| dp("enter the pod namespace", e))??;
+    let pod_mac = configure_pod(w)?;
     for net in &w.ips {
         let r = Route::link(*net, host.index);
-        nl.replace_route(&r)
+        rtnl.replace_route(&r)
             .map_err(|e| dp(&format!("add host route {} dev {}", net, w.host_veth), e))?;
     }
     Ok(Wired { pod_mac })
@@ -202,7 +216,12 @@ pub fn wire(w: &Wiring, pod_ns: &NetNs) -> Result<Wired, CniError> {
 /// Delete the host veth (the peer and the host routes go with it); missing is fine.
 pub fn unwire(host_veth: &str) -> Result<(), CniError> {
     let mut nl = Netlink::open().map_err(|e| dp("open netlink", e))?;
-    match nl.delete_link(host_veth) {
+    unwire_with(&mut nl, host_veth)
+}
+
+/// `unwire` over any `Rtnl`.
+pub fn unwire_with(rtnl: &mut dyn Rtnl, host_veth: &str) -> Result<(), CniError> {
+    match rtnl.delete_link(host_veth) {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(dp(&format!("delete veth {host_veth}"), e)),
