@@ -30,6 +30,15 @@ pub enum Tunnel {
     Ipip,
 }
 
+impl std::fmt::Display for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tunnel::Vxlan => "VXLAN",
+            Tunnel::Ipip => "IPIP",
+        })
+    }
+}
+
 impl Tunnel {
     pub fn handle(self, node: &str) -> String {
         match self {
@@ -154,7 +163,7 @@ async fn reconcile_one(
                 node = name,
                 handle,
                 released = n,
-                "no pool needs a {tunnel:?} tunnel address any more; released it"
+                "no pool needs a {tunnel} tunnel address any more; released it"
             );
         }
         if current.is_some() {
@@ -192,7 +201,7 @@ async fn reconcile_one(
             pools: args.ipv4_pools.clone(),
         });
     };
-    tracing::info!(node = name, handle, %ip, "assigned {tunnel:?} tunnel address");
+    tracing::info!(node = name, handle, %ip, "assigned {tunnel} tunnel address");
     modify_node(store, name, |n| tunnel.record(n, Some(ip))).await?;
     Ok(Some(ip))
 }
