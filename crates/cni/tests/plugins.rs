@@ -247,6 +247,39 @@ fn calico_ipam_alone_assigns_and_releases_by_handle() {
     let held = fx.handle_ips("ctr-solo");
     assert_eq!(held.len(), 1);
     assert_eq!(v["ips"][0]["address"], format!("{}/32", held[0]));
+    // Upstream's handle and attributes on the allocation.
+    let (handle, attrs) = common::rt()
+        .block_on(async {
+            calico_ipam::Ipam::new(fx.datastore().await)
+                .assignment_of(held[0])
+                .await
+        })
+        .expect("read block")
+        .expect("allocated");
+    assert_eq!(handle.as_deref(), Some("k8s-pod-network.ctr-solo"));
+    assert_eq!(attrs["node"], NODE);
+    assert_eq!(attrs["pod"], "solo");
+    assert_eq!(attrs["namespace"], "default");
+    assert!(attrs.contains_key("timestamp"), "{attrs:?}");
+    // A repeated ADD returns what the handle holds.
+    let again = common::cni(&fx, "calico-ipam", "ADD", &p, &conf).ok();
+    assert_eq!(again.json()["ips"], v["ips"]);
+    // ipv4_pools restricts the choice.
+    let yaml = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: pool2\nspec:\n  \
+                cidr: 10.99.0.0/24\n  blockSize: 28\n";
+    common::rt().block_on(async {
+        let store = fx.store().await;
+        for d in calico_api::codec::parse_documents(yaml).expect("pool2") {
+            store.create(d).await.expect("create pool2");
+        }
+    });
+    let mut pooled = fx.calico_ipam_conf();
+    pooled["type"] = json!("calico-ipam");
+    pooled["ipam"]["ipv4_pools"] = json!(["pool2"]);
+    let p3 = pod(&pod_ns, "pooled", "ctr-pooled");
+    let r = common::cni(&fx, "calico-ipam", "ADD", &p3, &pooled).ok();
+    assert!(r.ips()[0].starts_with("10.99.0."), "{:?}", r.ips());
+    common::cni(&fx, "calico-ipam", "DEL", &p3, &pooled).ok();
     // Requested address through AssignIP.
     let mut req = fx.calico_ipam_conf();
     req["type"] = json!("calico-ipam");
