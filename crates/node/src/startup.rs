@@ -331,3 +331,85 @@ pub async fn run(
         tunnels,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn pool(vxlan: EncapMode, ipip: EncapMode, disabled: bool) -> IPPool {
+        let mut p = IPPool::new("p");
+        p.spec.cidr = "10.0.0.0/16".into();
+        p.spec.vxlan_mode = Some(vxlan);
+        p.spec.ipip_mode = Some(ipip);
+        p.spec.disabled = Some(disabled);
+        p
+    }
+
+    fn iface(name: &str, up: bool, mtu: u32) -> Iface {
+        Iface {
+            index: 0,
+            name: name.into(),
+            up,
+            mtu: Some(mtu),
+            addrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pod_mtu_subtracts_the_largest_enabled_overhead() {
+        use EncapMode::*;
+        assert_eq!(pod_mtu(1500, &[]), 1500);
+        assert_eq!(pod_mtu(1500, &[pool(Never, Never, false)]), 1500);
+        assert_eq!(pod_mtu(1500, &[pool(Always, Never, false)]), 1450);
+        assert_eq!(pod_mtu(9000, &[pool(CrossSubnet, Never, false)]), 8950);
+        assert_eq!(pod_mtu(1500, &[pool(Never, Always, false)]), 1480);
+        let mixed = [pool(Never, Always, false), pool(Always, Never, false)];
+        assert_eq!(pod_mtu(1500, &mixed), 1450);
+        // A disabled pool's encapsulation does not count.
+        assert_eq!(pod_mtu(1500, &[pool(Always, Never, true)]), 1500);
+    }
+
+    #[test]
+    fn host_mtu_prefers_pattern_then_uplink_then_default_pattern()
+    -> Result<(), crate::config::ConfigError> {
+        let vars = |p: Option<&str>| {
+            let mut m: HashMap<String, String> = [("NODENAME".to_string(), "n".to_string())].into();
+            if let Some(p) = p {
+                m.insert("FELIX_MTUIFACEPATTERN".into(), p.into());
+            }
+            NodeConfig::from_vars(&m, || Ok("n".into()))
+        };
+        let ifaces = [
+            iface("lo", true, 65536),
+            iface("eth0", true, 9000),
+            iface("eth1", true, 1500),
+            iface("bond0", true, 8000),
+            iface("eth2", false, 1200),
+        ];
+        assert_eq!(host_mtu(&vars(None)?, &ifaces, Some("bond0")), 8000);
+        // No uplink known: upstream's default pattern (eth*), up interfaces only.
+        assert_eq!(host_mtu(&vars(None)?, &ifaces, None), 1500);
+        assert_eq!(
+            host_mtu(&vars(Some("^eth0$"))?, &ifaces, Some("bond0")),
+            9000
+        );
+        assert_eq!(
+            host_mtu(&vars(Some("^nomatch$"))?, &ifaces, Some("bond0")),
+            8000
+        );
+        assert_eq!(host_mtu(&vars(None)?, &[], None), 1500);
+        Ok(())
+    }
+
+    #[test]
+    fn state_files_are_replaced_whole() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("calico-node-state-{}", std::process::id()));
+        write_state_file(&dir, "mtu", "1450")?;
+        write_state_file(&dir, "mtu", "8950")?;
+        assert_eq!(std::fs::read_to_string(dir.join("mtu"))?, "8950");
+        assert!(!dir.join(".mtu.tmp").exists());
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}
