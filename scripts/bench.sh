@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and rewrites their sections of docs/benchmarks.md (between
 # <!-- bench:NAME --> markers), recording the command and the machine.
-#   scripts/bench.sh [NAME...]     NAME ∈ datastore (default: all)
+#   scripts/bench.sh [NAME...]     NAME ∈ datastore ipam (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-names=("$@"); [ ${#names[@]} -gt 0 ] || names=(datastore)
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(datastore ipam)
 
 machine() {
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
@@ -35,6 +35,11 @@ for n in "${names[@]}"; do
       cmd="cargo bench -p calico-datastore --features test-util --bench datastore -- --ops 2000"
       BENCH_OUT="$out.table" $cmd
       { echo "Command: \`$cmd\` (or \`make bench\`)."; echo; machine; echo; cat "$out.table"; } > "$out"
+      ;;
+    ipam)
+      cmd="cargo bench -p calico-ipam --bench ipam -- --ops 1000"
+      BENCH_OUT="$out.table" $cmd
+      { echo "Command: \`$cmd\` (or \`scripts/bench.sh ipam\`)."; echo; machine; echo; cat "$out.table"; } > "$out"
       ;;
     *) echo "unknown benchmark $n" >&2; exit 2 ;;
   esac

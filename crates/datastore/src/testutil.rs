@@ -15,6 +15,9 @@
 //! `calico-datastore = { workspace = true, features = ["test-util"] }` in `[dev-dependencies]`.
 
 use crate::config::EtcdConfig;
+/// The etcd client library itself, for benchmarks of other crates that compare against raw etcd
+/// transactions (the ceiling) without a dependency of their own.
+pub use etcd_client;
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

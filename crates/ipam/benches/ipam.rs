@@ -1,0 +1,389 @@
+//! IPAM benchmark: `auto_assign` (one IPv4 address per call, a distinct handle each) with 1, 8
+//! and 32 concurrent allocators, all on one node or spread over 8 nodes, on the embedded store
+//! and on etcd; then `release_by_handle` of the same handles. In the same run, the two yardsticks
+//! at the same concurrency levels:
+//! - the ceiling: raw etcd-client transactions (compare create_revision = 0, put) on distinct
+//!   keys, against the same etcd server;
+//! - the peer: the reference `host-local` IPAM plugin (containernetworking-plugins,
+//!   `/usr/lib/cni/host-local`), one process per allocation as a container runtime runs it
+//!   (CNI_COMMAND=ADD, then DEL), with its dataDir in a temp dir.
+//!
+//! `cargo bench -p calico-ipam --bench ipam [-- --ops N]` prints a Markdown table (and writes it
+//! to $BENCH_OUT when set). Each configuration uses its own nodes (created first) in one /16 pool
+//! with /26 blocks, so every configuration starts by claiming its blocks, as a fresh node does.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use calico_api::Resource;
+use calico_api::resources::ippool::IPPool;
+use calico_api::resources::node::Node;
+use calico_datastore::config::EmbeddedConfig;
+use calico_datastore::resources::ResourceStore;
+use calico_datastore::testutil::EtcdServer;
+use calico_datastore::testutil::etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use calico_datastore::{Datastore, DatastoreConfig, connect};
+use calico_ipam::{AutoAssignArgs, Ipam};
+
+const CONCURRENCY: [usize; 3] = [1, 8, 32];
+const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+
+/// Latencies of one phase and its wall-clock time.
+#[derive(Default)]
+struct Sample {
+    lat: Vec<Duration>,
+    wall: Duration,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+impl Sample {
+    fn pct(&self, p: f64) -> Duration {
+        let mut v = self.lat.clone();
+        v.sort();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i.min(v.len() - 1)]
+    }
+    fn rate(&self) -> f64 {
+        self.lat.len() as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+    fn merge(&mut self, r: Result<Duration>) {
+        match r {
+            Ok(d) => self.lat.push(d),
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// Runs `per` operations in each of `workers` tasks; `op(worker, i)` is one timed operation.
+async fn phase<F, Fut>(workers: usize, per: usize, op: F) -> Result<Sample>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(per);
+            for i in 0..per {
+                let t0 = Instant::now();
+                out.push(op(w, i).await.map(|()| t0.elapsed()));
+            }
+            out
+        }));
+    }
+    let mut s = Sample::default();
+    for t in tasks {
+        for r in t.await? {
+            s.merge(r);
+        }
+    }
+    s.wall = start.elapsed();
+    Ok(s)
+}
+
+/// One table row: assignment and release samples of one configuration.
+struct Row {
+    target: String,
+    layout: &'static str,
+    workers: usize,
+    assign: Sample,
+    release: Option<Sample>,
+}
+
+impl Row {
+    fn line(&self) -> String {
+        let (rel_p50, rel_rate) = match &self.release {
+            Some(r) => (ms(r.pct(0.5)), format!("{:.0}", r.rate())),
+            None => ("–".into(), "–".into()),
+        };
+        let errors =
+            self.assign.errors + self.release.as_ref().map(|r| r.errors).unwrap_or_default();
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |\n",
+            self.target,
+            self.layout,
+            self.workers,
+            self.assign.lat.len(),
+            errors,
+            ms(self.assign.pct(0.5)),
+            ms(self.assign.pct(0.99)),
+            self.assign.rate(),
+            rel_p50,
+            rel_rate
+        )
+    }
+}
+
+async fn setup_pool(ds: &Arc<dyn Datastore>) -> Result<()> {
+    let mut p = IPPool::new("bench-pool");
+    p.spec.cidr = "10.0.0.0/16".into();
+    p.spec.block_size = Some(26);
+    ResourceStore::new(ds.clone())
+        .create(Resource::IPPool(p))
+        .await?;
+    Ok(())
+}
+
+/// Our allocator on one backend: one configuration (layout × allocators).
+async fn ours(
+    ds: &Arc<dyn Datastore>,
+    tag: &str,
+    nodes: usize,
+    workers: usize,
+    per: usize,
+) -> Result<(Sample, Sample)> {
+    let store = ResourceStore::new(ds.clone());
+    let names: Vec<String> = (0..nodes).map(|n| format!("{tag}-node-{n}")).collect();
+    for n in &names {
+        store.create(Resource::Node(Node::new(n))).await?;
+    }
+    let ipam = Ipam::new(ds.clone());
+    let names = Arc::new(names);
+    let handle = |tag: &str, w: usize, i: usize| format!("{tag}.w{w}.{i}");
+    let (ip2, names2, tag2) = (ipam.clone(), names.clone(), tag.to_string());
+    let assign = phase(workers, per, move |w, i| {
+        let (ipam, names, tag) = (ip2.clone(), names2.clone(), tag2.clone());
+        async move {
+            let node = &names[w % names.len()];
+            let mut req = AutoAssignArgs::new(node.clone(), handle(&tag, w, i));
+            req.attrs.node = Some(node.clone());
+            req.attrs.pod = Some(format!("pod-{w}-{i}"));
+            req.attrs.namespace = Some("bench".into());
+            let got = ipam.auto_assign(&req).await?;
+            ensure!(got.v4.len() == 1, "expected 1 address, got {:?}", got.v4);
+            Ok(())
+        }
+    })
+    .await?;
+    let tag2 = tag.to_string();
+    let release = phase(workers, per, move |w, i| {
+        let (ipam, tag) = (ipam.clone(), tag2.clone());
+        async move {
+            ipam.release_by_handle(&handle(&tag, w, i)).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok((assign, release))
+}
+
+/// The ceiling: one etcd transaction (create-if-absent) per operation, distinct keys.
+async fn raw_etcd(client: &Client, tag: &str, workers: usize, per: usize) -> Result<Sample> {
+    let client = client.clone();
+    let tag = tag.to_string();
+    let value = format!("{{\"pad\":\"{}\"}}", "x".repeat(200)).into_bytes();
+    phase(workers, per, move |w, i| {
+        let mut c = client.clone();
+        let key = format!("/bench/raw/{tag}/{w}/{i}");
+        let value = value.clone();
+        async move {
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key.as_str(), value, None)]);
+            let r = c.txn(txn).await?;
+            ensure!(r.succeeded(), "{key} exists");
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Runs host-local once (a blocking child process, on tokio's blocking pool); `ADD` must print a
+/// result with one address.
+async fn host_local(conf: Arc<Vec<u8>>, command: &'static str, id: String) -> Result<()> {
+    tokio::task::spawn_blocking(move || host_local_blocking(&conf, command, &id)).await?
+}
+
+fn host_local_blocking(conf: &[u8], command: &str, id: &str) -> Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(HOST_LOCAL)
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", "/var/run/netns/bench")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!("running {HOST_LOCAL} (apt package containernetworking-plugins)")
+        })?;
+    if let Some(mut w) = child.stdin.take() {
+        w.write_all(conf)?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "host-local {command} {id}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if command == "ADD" {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let n = v["ips"].as_array().map(Vec::len).unwrap_or(0);
+        ensure!(n == 1, "host-local ADD {id}: expected 1 address, got {v}");
+    }
+    Ok(())
+}
+
+async fn peer(dir: &Path, tag: &str, workers: usize, per: usize) -> Result<(Sample, Sample)> {
+    let data: PathBuf = dir.join(format!("host-local-{tag}"));
+    let body = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": format!("bench-{tag}"),
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.1.0.0/16"}]],
+            "dataDir": data,
+        }
+    });
+    let conf = Arc::new(serde_json::to_vec(&body)?);
+    let tag = tag.to_string();
+    let (c2, t2) = (conf.clone(), tag.clone());
+    let add = phase(workers, per, move |w, i| {
+        let (conf, id) = (c2.clone(), format!("{t2}-{w}-{i}"));
+        host_local(conf, "ADD", id)
+    })
+    .await?;
+    let del = phase(workers, per, move |w, i| {
+        let (conf, id) = (conf.clone(), format!("{tag}-{w}-{i}"));
+        host_local(conf, "DEL", id)
+    })
+    .await?;
+    Ok((add, del))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let ops: usize = args
+        .iter()
+        .position(|a| a == "--ops")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    ensure!(
+        Path::new(HOST_LOCAL).exists(),
+        "{HOST_LOCAL} missing: install the apt package containernetworking-plugins"
+    );
+
+    let dir = tempfile::tempdir()?;
+    let etcd = EtcdServer::start().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let embedded = connect(&DatastoreConfig::Embedded(EmbeddedConfig {
+        path: dir.path().join("bench.db"),
+    }))
+    .await?;
+    let ours_etcd = connect(&DatastoreConfig::Etcd(etcd.config())).await?;
+    let raw = Client::connect([etcd.endpoint()], None).await?;
+    let backends: [(&str, &Arc<dyn Datastore>); 2] =
+        [("embedded (SQLite WAL)", &embedded), ("etcd", &ours_etcd)];
+    for (_, ds) in backends {
+        setup_pool(ds).await?;
+    }
+
+    let mut rows: Vec<Row> = Vec::new();
+    // (target, layout, workers) → allocations per second.
+    let mut rates: HashMap<(String, &str, usize), f64> = HashMap::new();
+    for workers in CONCURRENCY {
+        let per = ops.div_ceil(workers);
+        let s = raw_etcd(&raw, &format!("w{workers}"), workers, per).await?;
+        rates.insert(("raw".into(), "", workers), s.rate());
+        rows.push(Row {
+            target: "raw etcd txn (ceiling)".into(),
+            layout: "distinct keys",
+            workers,
+            assign: s,
+            release: None,
+        });
+        for (bi, (name, ds)) in backends.iter().enumerate() {
+            for (layout, nodes) in [("1 node", 1usize), ("8 nodes", 8)] {
+                let tag = format!("b{bi}-n{nodes}-w{workers}");
+                let (a, r) = ours(ds, &tag, nodes, workers, per).await?;
+                rates.insert((name.to_string(), layout, workers), a.rate());
+                rows.push(Row {
+                    target: format!("calico-ipam, {name}"),
+                    layout,
+                    workers,
+                    assign: a,
+                    release: Some(r),
+                });
+                eprintln!("done: {name}, {layout}, {workers} allocator(s)");
+            }
+        }
+        let (a, r) = peer(dir.path(), &format!("w{workers}"), workers, per).await?;
+        rates.insert(("host-local".into(), "", workers), a.rate());
+        rows.push(Row {
+            target: "host-local (peer)".into(),
+            layout: "1 node",
+            workers,
+            assign: a,
+            release: Some(r),
+        });
+        eprintln!("done: raw etcd and host-local, {workers} allocator(s)");
+    }
+
+    let mut out = String::new();
+    out.push_str(
+        "| target | layout | allocators | allocations | errors | p50 ms | p99 ms | allocs/s \
+         | release p50 ms | releases/s |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &rows {
+        out.push_str(&r.line());
+    }
+    let errors: Vec<String> = rows
+        .iter()
+        .flat_map(|r| [Some(&r.assign), r.release.as_ref()])
+        .flatten()
+        .filter_map(|s| s.first_error.clone())
+        .collect();
+    out.push_str(
+        "\nRatios (allocations per second, same run). Goal: calico-ipam over 8 nodes on etcd \
+         ≥ 0.50 of the raw etcd transaction rate.\n\n",
+    );
+    out.push_str(
+        "| allocators | etcd 8 nodes / raw etcd txn | etcd 1 node / raw etcd txn \
+         | etcd 8 nodes / host-local | embedded 8 nodes / host-local |\n|---|---|---|---|---|\n",
+    );
+    for w in CONCURRENCY {
+        let r = |t: &str, l: &'static str| rates[&(t.to_string(), l, w)];
+        let raw = r("raw", "");
+        let hl = r("host-local", "");
+        out.push_str(&format!(
+            "| {w} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+            r("etcd", "8 nodes") / raw,
+            r("etcd", "1 node") / raw,
+            r("etcd", "8 nodes") / hl,
+            r("embedded (SQLite WAL)", "8 nodes") / hl,
+        ));
+    }
+    if !errors.is_empty() {
+        out.push_str(&format!("\nFirst errors: {}\n", errors.join("; ")));
+    }
+    print!("{out}");
+    if let Ok(path) = std::env::var("BENCH_OUT") {
+        std::fs::write(path, &out)?;
+    }
+    drop(etcd);
+    Ok(())
+}
