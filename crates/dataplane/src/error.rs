@@ -51,6 +51,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An external program (`nft`) failed or could not be started.
+    #[error("{program}: {action}: {detail}")]
+    Command {
+        program: &'static str,
+        action: &'static str,
+        detail: String,
+    },
     /// An argument cannot be expressed (bad interface name, sysctl key, …).
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },
@@ -68,7 +75,7 @@ impl Error {
             Error::Socket { source, .. }
             | Error::Netns { source, .. }
             | Error::Sysctl { source, .. } => source.raw_os_error().map(Errno::from_raw),
-            Error::Decode { .. } | Error::Invalid { .. } => None,
+            Error::Decode { .. } | Error::Invalid { .. } | Error::Command { .. } => None,
         }
     }
 

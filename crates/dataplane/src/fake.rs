@@ -442,6 +442,26 @@ impl Sysctl for RecordingSysctl {
     }
 }
 
+/// Records applied nft scripts; a table "exists" once a script creating it was applied.
+#[derive(Debug, Default, Clone)]
+pub struct RecordingNft {
+    pub scripts: Vec<String>,
+    /// Answer of `table_exists` (tests flip it to simulate `nft delete table` by hand).
+    pub table_present: bool,
+}
+
+impl crate::nft::Nft for RecordingNft {
+    fn apply(&mut self, script: &str) -> Result<()> {
+        self.scripts.push(script.to_string());
+        self.table_present = true;
+        Ok(())
+    }
+
+    fn table_exists(&mut self, _family: &str, _name: &str) -> Result<bool> {
+        Ok(self.table_present)
+    }
+}
+
 /// Byte-level fake: records every datagram sent; answers each message that asks for an ACK
 /// (with an ACK, or with the errno set for its ordinal) and each dump with the queued data
 /// messages followed by NLMSG_DONE.

@@ -3,6 +3,7 @@
 //! - `netlink`: our own small synchronous rtnetlink client (veth with the peer created directly
 //!   in a namespace, links, addresses, routes, batched route changes) behind the `Rtnl` trait.
 //! - `netns`: open namespaces and run closures inside them on a dedicated thread.
+//! - `nft`: nftables scripts applied as one transaction (`nft -f -`).
 //! - `sysctl`: `/proc/sys` writes by path components (names with dots are fine).
 //! - `fake`: recording fakes of `Rtnl`, `Sysctl` and the netlink transport for unit tests.
 //!
@@ -13,6 +14,7 @@ pub mod error;
 pub mod fake;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod rtnl;
 pub mod sysctl;
 #[cfg(feature = "test-util")]
@@ -26,5 +28,6 @@ pub use netlink::types::{
 };
 pub use netlink::{BatchFailure, Netlink};
 pub use netns::NetNs;
+pub use nft::{Nft, NftCommand};
 pub use rtnl::Rtnl;
 pub use sysctl::{ProcSys, Sysctl, SysctlKey};

@@ -13,7 +13,9 @@
 //! - `model`: output types (`Route`, `VxlanDevice`, `Neighbour`, `Fdb`, `NatOutgoing`, `Mtu`,
 //!   `BgpRoute`, `DesiredState`, `Change`);
 //! - `render`: `ip route` / `ip neigh` / `bridge fdb` text of a state (golden files, lab output);
-//! - `nat`: the natOutgoing nftables script (`nft -f`, one table we own, replaced atomically).
+//! - `nat`: the natOutgoing nftables script (`nft -f`, one table we own, replaced atomically);
+//! - `reconcile`: the only module touching the kernel (through `calico-dataplane`'s traits):
+//!   `Reconciler::apply`/`resync` move the kernel to a `DesiredState`, owning only its objects.
 
 //!
 //! How a reconciler consumes it: build `CalcGraph::new(LocalFacts)` (node name, uplink, its MTU),
@@ -27,6 +29,7 @@ pub mod calc;
 pub mod input;
 pub mod model;
 pub mod nat;
+pub mod reconcile;
 pub mod render;
 
 pub use calc::{CalcGraph, LocalFacts, Outcome};
