@@ -24,7 +24,12 @@ use calico_api::resources::ippool::IPPool;
 
 /// Outcome of looking for a block to allocate from.
 enum Found {
-    Block { cidr: IpNet, newly_claimed: bool },
+    /// `block`: the copy just read (saves `assign_from_block` a read; its CAS still guards it).
+    Block {
+        cidr: IpNet,
+        newly_claimed: bool,
+        block: Box<Versioned<AllocationBlock>>,
+    },
     NoFreeBlocks,
     Limit,
 }
@@ -95,8 +100,13 @@ impl Ipam {
     ) -> Result<Vec<IpNet>> {
         let num = if v6 { args.num_v6 } else { args.num_v4 };
         let host = args.hostname.as_str();
-        let node_labels = self.node_labels(host).await?;
-        let all_pools = self.pools().await?;
+        // Independent reads, issued together (one round-trip time instead of four).
+        let (node_labels, all_pools, reservations, affine) = tokio::try_join!(
+            self.node_labels(host),
+            self.pools(),
+            self.reservations(),
+            self.affine_blocks(host, v6),
+        )?;
         let pools = select_pools(
             &all_pools,
             &PoolRequest {
@@ -116,13 +126,11 @@ impl Ipam {
             host,
             handle: args.handle.as_deref(),
             attrs: args.attrs.to_map(),
-            reservations: self.reservations().await?,
+            reservations,
             config: *config,
             pools,
         };
-        let (usable, others): (Vec<IpNet>, Vec<IpNet>) = self
-            .affine_blocks(host, v6)
-            .await?
+        let (usable, others): (Vec<IpNet>, Vec<IpNet>) = affine
             .into_iter()
             .partition(|b| req.pools.iter().any(|p| p.cidr.contains(b)));
         self.release_unselected(host, &others, &all_pools, &node_labels)
@@ -150,10 +158,11 @@ impl Ipam {
                 Found::Block {
                     cidr,
                     newly_claimed,
+                    block,
                 } => {
                     owned += usize::from(newly_claimed);
                     let ips = self
-                        .assign_from_block(&req, &cidr, num - got.len(), true)
+                        .assign_from_block(&req, &cidr, num - got.len(), true, Some(*block))
                         .await?;
                     got.extend(
                         ips.into_iter()
@@ -244,6 +253,7 @@ impl Ipam {
                         return Ok(Found::Block {
                             cidr,
                             newly_claimed: false,
+                            block: Box::new(b),
                         });
                     }
                     Ok(_) => break,
@@ -276,6 +286,7 @@ impl Ipam {
                         return Ok(Found::Block {
                             cidr: subnet,
                             newly_claimed: true,
+                            block: Box::new(b),
                         });
                     }
                     Ok(_) => break,
@@ -291,17 +302,24 @@ impl Ipam {
     }
 
     /// Takes up to `num` addresses from one block (one CAS write, retried). With `affine_only`,
-    /// a block that is not (or no longer) ours under strictAffinity yields nothing.
+    /// a block that is not (or no longer) ours under strictAffinity yields nothing. `fresh`: a
+    /// copy of the block the caller just read, used for the first attempt instead of reading it
+    /// again (a stale copy only costs a lost CAS and a re-read).
     async fn assign_from_block(
         &self,
         req: &Request<'_>,
         cidr: &IpNet,
         num: usize,
         affine_only: bool,
+        mut fresh: Option<Versioned<AllocationBlock>>,
     ) -> Result<Vec<IpAddr>> {
         let mine = host_affinity(req.host);
         for attempt in 0..RETRIES {
-            let Some(b) = self.get_block(cidr).await? else {
+            let read = match fresh.take() {
+                Some(b) if b.value.cidr == *cidr => Some(b),
+                _ => self.get_block(cidr).await?,
+            };
+            let Some(b) = read else {
                 return Ok(Vec::new());
             };
             if affine_only
@@ -367,7 +385,7 @@ impl Ipam {
                 }
                 let cidr = b.value.cidr;
                 let ips = self
-                    .assign_from_block(req, &cidr, num - got.len(), false)
+                    .assign_from_block(req, &cidr, num - got.len(), false, Some(b.clone()))
                     .await?;
                 got.extend(
                     ips.into_iter()

@@ -167,6 +167,14 @@ impl Ipam {
         n: usize,
     ) -> Result<()> {
         let key = keys::handle_key(handle);
+        // A handle is usually new (one per workload): try to create it before reading it.
+        let mut first = HandleValue::default();
+        first.increment(block, n);
+        match self.ds.create(&key, first.to_json(), None).await {
+            Ok(_) => return Ok(()),
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         for attempt in 0..RETRIES {
             let r = match self.get_handle(handle).await? {
                 Some(h) => {

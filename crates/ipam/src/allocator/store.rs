@@ -195,16 +195,17 @@ impl Ipam {
     /// `IPAMConfiguration` named `default`, else upstream's defaults.
     pub async fn config(&self) -> Result<IpamConfig> {
         let key = keys::ipam_config_key();
-        if let Some(kv) = self.ds.get(&key).await? {
+        // Both places read together: one round-trip time when the first is absent.
+        let (own, v3) = tokio::join!(
+            self.ds.get(&key),
+            self.resources.get(Kind::IPAMConfiguration, None, "default")
+        );
+        if let Some(kv) = own? {
             let v: IpamConfigValue =
                 serde_json::from_slice(&kv.value).map_err(|e| corrupt(&key, e))?;
             return Ok(IpamConfig::from(&v));
         }
-        match self
-            .resources
-            .get(Kind::IPAMConfiguration, None, "default")
-            .await
-        {
+        match v3 {
             Ok(Resource::IPAMConfiguration(IPAMConfiguration { spec, .. })) => Ok(IpamConfig {
                 strict_affinity: spec.strict_affinity,
                 auto_allocate_blocks: spec.auto_allocate(),
