@@ -21,6 +21,8 @@
 
 #[cfg(test)]
 mod fixture;
+#[cfg(test)]
+mod kernel_tests;
 mod nat;
 mod routes;
 mod vxlan;
