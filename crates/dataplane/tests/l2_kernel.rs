@@ -234,3 +234,22 @@ fn routes_filter_by_protocol_and_onlink_via_vxlan() {
         "10.65.3.0/26 via 10.65.3.0 dev vxlan.calico onlink"
     );
 }
+
+#[test]
+fn route_programming_hook_adds_and_removes_5000_routes_both_ways() {
+    let ((ns, _peer), _nl, eth1) = node();
+    let gw = Ipv4Addr::new(10, 0, 0, 1);
+    let result = calico_dataplane::bench::route_programming(ns.name(), "eth1", eth1, gw, 5000)
+        .expect("both methods program every route");
+    assert_eq!(result.routes, 5000);
+    assert!(result.netlink_routes_per_sec() > 0.0 && result.ip_batch_routes_per_sec() > 0.0);
+    eprintln!(
+        "5000 routes: netlink {:?} ({:.0}/s), ip -batch {:?} ({:.0}/s)",
+        result.netlink,
+        result.netlink_routes_per_sec(),
+        result.ip_batch,
+        result.ip_batch_routes_per_sec()
+    );
+    let left = ns.ip(&["route", "show", "proto", "80"]);
+    assert!(left.trim().is_empty(), "routes left behind: {left}");
+}
