@@ -81,6 +81,16 @@ impl Node {
         report
     }
 
+    /// `apply` whose final report must be clean, whatever failed on the way.
+    fn run_allowing_errors(&mut self, r: &mut Reconciler, s: &DesiredState) -> Report {
+        let mut dp = Dataplane {
+            rtnl: &mut self.rtnl,
+            sysctl: &mut self.sysctl,
+            nft: &mut self.nft,
+        };
+        r.apply(&mut dp, s).expect("reconcile")
+    }
+
     /// `ip route` lines, trailing blanks trimmed.
     fn routes(&self) -> Vec<String> {
         self.ns
@@ -280,6 +290,32 @@ fn workload_route_appears_once_its_interface_exists_and_vxlan_goes_when_unwanted
         node.routes()
             .iter()
             .any(|l| l == "192.168.81.66 dev cali5678 scope link")
+    );
+
+    // The pod is recreated: same interface name, new index, new address. The cached index is
+    // stale; `apply` notices the failure, re-reads the kernel and programs it in the same call.
+    node.ns.ip(&["link", "del", "cali5678"]);
+    node.ns.ip(&[
+        "link", "add", "cali5678", "type", "veth", "peer", "name", "pod5678",
+    ]);
+    node.ns.ip(&["link", "set", "cali5678", "up"]);
+    node.ns.ip(&["link", "set", "pod5678", "up"]);
+    let moved = net("192.168.81.67/32");
+    let mut route = s.routes.remove(&pod).expect("pod route");
+    route.dst = moved;
+    s.routes.insert(moved, route);
+    let report = node.run_allowing_errors(&mut r, &s);
+    assert!(report.is_clean(), "{report:?}");
+    let routes = node.routes();
+    assert!(
+        routes
+            .iter()
+            .any(|l| l == "192.168.81.67 dev cali5678 scope link"),
+        "{routes:#?}"
+    );
+    assert!(
+        !routes.iter().any(|l| l.contains("192.168.81.66")),
+        "{routes:#?}"
     );
 
     // Pool switched away from VXLAN: routes through the device, then the device, go.

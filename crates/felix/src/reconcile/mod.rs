@@ -163,13 +163,20 @@ impl Reconciler {
     }
 
     /// Apply the difference between `desired` and the cached kernel view (read first when
-    /// there is none, e.g. on the first call).
+    /// there is none, e.g. on the first call). When an object fails on the cached view (say a
+    /// `caliX` was recreated with a new index), the kernel is re-read and the pass repeated
+    /// once, so the caller need not wait for the next resync.
     pub fn apply(
         &mut self,
         dp: &mut Dataplane<'_>,
         desired: &DesiredState,
     ) -> Result<Report, ReconcileError> {
-        self.reconcile(dp, desired, false)
+        let cached = self.view.is_some();
+        let report = self.reconcile(dp, desired, false)?;
+        if cached && !report.errors.is_empty() {
+            return self.resync(dp, desired);
+        }
+        Ok(report)
     }
 
     fn reconcile(
