@@ -18,7 +18,7 @@ mod claim;
 mod release;
 mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -210,6 +210,15 @@ pub struct Ipam {
     resources: Arc<ResourceStore>,
     clock: Arc<dyn Clock>,
     random: Random,
+    /// One lock per host, held for the whole of an auto-assignment (as upstream's CNI plugin
+    /// holds a host-wide file lock): allocators of one node in this process take turns instead
+    /// of losing compare-and-swaps on the same block to each other. Other processes are still
+    /// kept apart by the CAS writes alone.
+    host_locks: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Per (host, IPv6?): the affine block this process last allocated from, tried first next
+    /// time so that a host with many full blocks does not read each of them per allocation. Only
+    /// an ordering hint: the block is read and checked like any other.
+    last_block: Arc<std::sync::Mutex<HashMap<(String, bool), IpNet>>>,
 }
 
 impl Ipam {
@@ -224,7 +233,34 @@ impl Ipam {
             ds,
             clock,
             random,
+            host_locks: Arc::default(),
+            last_block: Arc::default(),
         }
+    }
+
+    fn last_block(&self, host: &str, v6: bool) -> Option<IpNet> {
+        let hints = self
+            .last_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hints.get(&(host.to_string(), v6)).copied()
+    }
+
+    fn set_last_block(&self, host: &str, v6: bool, cidr: IpNet) {
+        let mut hints = self
+            .last_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hints.insert((host.to_string(), v6), cidr);
+    }
+
+    /// The in-process lock of `host` (see `host_locks`).
+    fn host_lock(&self, host: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .host_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(host.to_string()).or_default().clone()
     }
 
     pub fn datastore(&self) -> &Arc<dyn Datastore> {

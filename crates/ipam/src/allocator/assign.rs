@@ -58,6 +58,8 @@ impl Ipam {
                 "hostname is empty; name the node to assign for".into(),
             ));
         }
+        let lock = self.host_lock(&args.hostname);
+        let _turn = lock.lock().await;
         let config = self.config().await?;
         let mut out = Assignments::default();
         if args.num_v4 > 0 {
@@ -136,6 +138,11 @@ impl Ipam {
         self.release_unselected(host, &others, &all_pools, &node_labels)
             .await;
         let mut affine: VecDeque<IpNet> = usable.into_iter().collect();
+        if let Some(hint) = self.last_block(host, v6)
+            && let Some(i) = affine.iter().position(|b| *b == hint)
+        {
+            affine.rotate_left(i);
+        }
         let mut owned = affine.len();
         let mut limit = config.effective_max_blocks();
         if args.max_blocks_per_host > 0
@@ -164,6 +171,9 @@ impl Ipam {
                     let ips = self
                         .assign_from_block(&req, &cidr, num - got.len(), true, Some(*block))
                         .await?;
+                    if !ips.is_empty() {
+                        self.set_last_block(host, v6, cidr);
+                    }
                     got.extend(
                         ips.into_iter()
                             .filter_map(|ip| IpNet::new(ip, cidr.prefix_len()).ok()),
