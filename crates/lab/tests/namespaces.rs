@@ -157,7 +157,7 @@ nodeEnv: {CALICO_NETWORKING_BACKEND: vxlan}
 fn up_check_and_down_of_a_four_node_two_subnet_lab() {
     let lab = Lab::new("lab");
     let topo = lab.write_topology(FOUR_NODES);
-    let out = lab.ok(&["up", topo.to_str().expect("utf-8 path")]);
+    let out = lab.ok(&["up", topo.to_str().expect("utf-8 path"), "--no-node"]);
     for (node, subnet, addr) in [
         ("control-plane", "vlan10", "10.10.10.10/24"),
         ("worker", "vlan10", "10.10.10.11/24"),
@@ -252,7 +252,7 @@ fn up_check_and_down_of_a_four_node_two_subnet_lab() {
     assert!(status.contains(&lab.names.bridge(0)), "{status}");
 
     // A second `up` of the same lab is refused and changes nothing.
-    let o = lab.run(&["up", topo.to_str().expect("utf-8 path")]);
+    let o = lab.run(&["up", topo.to_str().expect("utf-8 path"), "--no-node"]);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("already up"),
@@ -274,7 +274,7 @@ fn up_check_and_down_of_a_four_node_two_subnet_lab() {
 fn check_reports_a_broken_link() {
     let lab = Lab::new("brk");
     let topo = lab.write_topology(FOUR_NODES);
-    lab.ok(&["up", topo.to_str().expect("utf-8 path")]);
+    lab.ok(&["up", topo.to_str().expect("utf-8 path"), "--no-node"]);
     lab.ok(&["exec", "worker2", "--", "ip", "link", "set", "eth1", "down"]);
     let started = Instant::now();
     let o = lab.run(&["check"]);
@@ -296,7 +296,7 @@ fn down_after_up_was_killed_half_way() {
     // Killed before step 24 (0-based), the second node's first veth: the switch and the
     // first node are complete, the second node's namespace exists without links.
     let o = lab
-        .cmd(&["up", topo.to_str().expect("utf-8 path")])
+        .cmd(&["up", topo.to_str().expect("utf-8 path"), "--no-node"])
         .env(calico_lab::lab::CRASH_AFTER_ENV, "24")
         .output()
         .expect("run up");
@@ -319,7 +319,7 @@ fn down_after_up_was_killed_half_way() {
     assert!(out.contains("is down"), "{out}");
     assert_eq!(lab.netns(), Vec::<String>::new());
     // Now it can come up cleanly again.
-    lab.ok(&["up", topo.to_str().expect("utf-8 path")]);
+    lab.ok(&["up", topo.to_str().expect("utf-8 path"), "--no-node"]);
     assert_eq!(lab.netns().len(), 5);
 }
 
@@ -373,7 +373,7 @@ fn an_invalid_topology_names_the_field_and_creates_nothing() {
         "{name: worker2, subnet: vlan10",
         "{name: worker2, subnet: sub3",
     ));
-    let o = lab.run(&["up", topo.to_str().expect("utf-8 path")]);
+    let o = lab.run(&["up", topo.to_str().expect("utf-8 path"), "--no-node"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -518,7 +518,7 @@ fn a_lab_with_its_own_etcd_applies_resources_and_every_node_reaches_it() {
     let topo = lab.write_topology(&format!(
         "datastore: {{type: etcd, subnet: vlan10, address: 10.10.10.2}}\n{FOUR_NODES}"
     ));
-    let out = lab.ok(&["up", topo.to_str().expect("utf-8")]);
+    let out = lab.ok(&["up", topo.to_str().expect("utf-8"), "--no-node"]);
     assert!(
         out.contains("datastore etcd http://10.10.10.2:2379"),
         "{out}"
