@@ -84,6 +84,10 @@ impl Watcher {
 /// Runs until the store handle (the registration sender) is dropped.
 pub(super) fn run(mut store: Store, registrations: Receiver<Registration>) {
     let mut watchers: Vec<Watcher> = Vec::new();
+    // The baseline data_version must be taken before the revision: a commit landing between the
+    // two reads then moves data_version past the baseline and is polled. In the other order it
+    // would be counted in the baseline but not in `last`, and sit undelivered until the next write.
+    let mut version = store.data_version().unwrap_or(0);
     let mut last = match store.revision() {
         Ok(r) => r,
         Err(e) => {
@@ -92,7 +96,6 @@ pub(super) fn run(mut store: Store, registrations: Receiver<Registration>) {
             return;
         }
     };
-    let mut version = store.data_version().unwrap_or(0);
     let mut next_sweep = Instant::now();
     let mut next_compact = Instant::now() + AUTO_COMPACT;
     loop {
