@@ -4,7 +4,6 @@
 use super::common::{
     check_duration, check_labels, check_log_level, check_one_of, check_selector, resource_struct,
 };
-use crate::meta::ObjectMeta;
 use crate::validate::ValidationErrors;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,24 +40,12 @@ impl ClusterInformation {
     }
 }
 
-/// `kind: KubeControllersConfiguration` (name `default`); carries a `status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KubeControllersConfiguration {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: KubeControllersConfigurationSpec,
-    #[serde(
-        default,
-        skip_serializing_if = "KubeControllersConfigurationStatus::is_empty"
-    )]
-    pub status: KubeControllersConfigurationStatus,
-}
+super::common::resource_struct!(
+    /// `kind: KubeControllersConfiguration` (name `default`); carries a `status`.
+    KubeControllersConfiguration,
+    KubeControllersConfigurationSpec,
+    status: KubeControllersConfigurationStatus
+);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -167,25 +154,7 @@ pub struct KubeControllersConfigurationStatus {
     pub environment_vars: BTreeMap<String, String>,
 }
 
-impl KubeControllersConfigurationStatus {
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
 impl KubeControllersConfiguration {
-    pub fn new(name: impl Into<String>) -> Self {
-        KubeControllersConfiguration {
-            api_version: crate::API_VERSION.into(),
-            kind: "KubeControllersConfiguration".into(),
-            metadata: ObjectMeta {
-                name: name.into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
     pub fn apply_defaults(&mut self) {}
 
     pub fn validate(&self) -> Result<(), ValidationErrors> {

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-/// Declares a resource struct `{apiVersion, kind, metadata, spec}` with unknown fields refused.
+/// Declares a resource struct `{apiVersion, kind, metadata, spec[, status]}` with unknown fields
+/// refused, and its `new(name)`. An empty (default) status is not printed.
 macro_rules! resource_struct {
     ($(#[$m:meta])* $name:ident, $spec:ty) => {
         $(#[$m])*
@@ -28,7 +29,27 @@ macro_rules! resource_struct {
             #[serde(default)]
             pub spec: $spec,
         }
-
+        $crate::resources::common::resource_struct!(@new $name);
+    };
+    ($(#[$m:meta])* $name:ident, $spec:ty, status: $status:ty) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $name {
+            #[serde(default)]
+            pub api_version: String,
+            #[serde(default)]
+            pub kind: String,
+            #[serde(default)]
+            pub metadata: $crate::meta::ObjectMeta,
+            #[serde(default)]
+            pub spec: $spec,
+            #[serde(default, skip_serializing_if = "crate::resources::common::is_default")]
+            pub status: $status,
+        }
+        $crate::resources::common::resource_struct!(@new $name);
+    };
+    (@new $name:ident) => {
         impl $name {
             /// A resource with the given name, `apiVersion` and `kind` filled and an empty spec.
             pub fn new(name: impl Into<String>) -> Self {
@@ -36,13 +57,18 @@ macro_rules! resource_struct {
                     api_version: $crate::API_VERSION.to_string(),
                     kind: stringify!($name).to_string(),
                     metadata: $crate::meta::ObjectMeta { name: name.into(), ..Default::default() },
-                    spec: Default::default(),
+                    ..Default::default()
                 }
             }
         }
     };
 }
 pub(crate) use resource_struct;
+
+/// Whether a value equals its default: an empty `status` is left out of the output.
+pub(crate) fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
 
 // ---------------------------------------------------------------------------------------------
 // numorstring value types

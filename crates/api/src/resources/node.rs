@@ -2,25 +2,15 @@
 //! calico-node writes it at startup; users edit `spec.bgp` (AS number, route reflector).
 
 use super::common::{AsNumber, check_cidr, check_interface, check_ip, check_mac};
-use crate::meta::ObjectMeta;
 use crate::validate::ValidationErrors;
 use serde::{Deserialize, Serialize};
 
-/// `kind: Node`. Unlike most kinds it carries a `status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Node {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: NodeSpec,
-    #[serde(default, skip_serializing_if = "NodeStatus::is_empty")]
-    pub status: NodeStatus,
-}
+super::common::resource_struct!(
+    /// `kind: Node`. Unlike most kinds it carries a `status`.
+    Node,
+    NodeSpec,
+    status: NodeStatus
+);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -155,25 +145,7 @@ pub struct NodeStatus {
     pub pod_cidrs: Vec<String>,
 }
 
-impl NodeStatus {
-    pub fn is_empty(&self) -> bool {
-        *self == NodeStatus::default()
-    }
-}
-
 impl Node {
-    pub fn new(name: impl Into<String>) -> Self {
-        Node {
-            api_version: crate::API_VERSION.into(),
-            kind: "Node".into(),
-            metadata: ObjectMeta {
-                name: name.into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
     pub fn apply_defaults(&mut self) {}
 
     pub fn validate(&self) -> Result<(), ValidationErrors> {
