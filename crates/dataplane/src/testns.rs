@@ -54,6 +54,33 @@ impl TestNetns {
         full.extend_from_slice(cmd);
         run("ip", &full)
     }
+
+    /// A node namespace whose uplink `eth1` (address `node_cidr`, up) is a veth to `eth0` of a
+    /// second namespace (address `peer_cidr` when given, up). Returns (node, peer); keep both
+    /// alive for the test.
+    pub fn with_uplink(node_cidr: &str, peer_cidr: Option<&str>) -> (TestNetns, TestNetns) {
+        let ns = TestNetns::new();
+        let peer = TestNetns::new();
+        ns.ip(&[
+            "link",
+            "add",
+            "eth1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            peer.name(),
+        ]);
+        ns.ip(&["addr", "add", node_cidr, "dev", "eth1"]);
+        ns.ip(&["link", "set", "eth1", "up"]);
+        if let Some(cidr) = peer_cidr {
+            peer.ip(&["addr", "add", cidr, "dev", "eth0"]);
+        }
+        peer.ip(&["link", "set", "eth0", "up"]);
+        (ns, peer)
+    }
 }
 
 impl Default for TestNetns {

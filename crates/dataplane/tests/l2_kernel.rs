@@ -17,23 +17,7 @@ fn ip(s: &str) -> IpAddr {
 /// A node namespace whose uplink `eth1` (10.0.0.2/24) is a veth to a peer namespace, and a
 /// client in it. The peer namespace is returned so it lives as long as the test.
 fn node() -> ((TestNetns, TestNetns), Netlink, u32) {
-    let ns = TestNetns::new();
-    let peer = TestNetns::new();
-    ns.ip(&[
-        "link",
-        "add",
-        "eth1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        peer.name(),
-    ]);
-    ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "eth1"]);
-    ns.ip(&["link", "set", "eth1", "up"]);
-    peer.ip(&["link", "set", "eth0", "up"]);
+    let (ns, peer) = TestNetns::with_uplink("10.0.0.2/24", None);
     let mut nl = Netlink::open_in(&ns.open()).expect("netlink in test ns");
     let eth1 = nl
         .link_by_name("eth1")

@@ -32,24 +32,7 @@ struct Node {
 
 impl Node {
     fn new() -> Node {
-        let ns = TestNetns::new();
-        let peer = TestNetns::new();
-        ns.ip(&[
-            "link",
-            "add",
-            "eth1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            peer.name(),
-        ]);
-        ns.ip(&["addr", "add", "10.10.10.11/24", "dev", "eth1"]);
-        ns.ip(&["link", "set", "eth1", "up"]);
-        peer.ip(&["addr", "add", "10.10.10.10/24", "dev", "eth0"]);
-        peer.ip(&["link", "set", "eth0", "up"]);
+        let (ns, peer) = TestNetns::with_uplink("10.10.10.11/24", Some("10.10.10.10/24"));
         ns.ip(&[
             "link", "add", "cali1234", "type", "veth", "peer", "name", "pod1234",
         ]);
