@@ -13,6 +13,9 @@ have ip        || need+=(iproute2)
 have ping      || need+=(iputils-ping)
 have nft       || need+=(nftables)
 [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
+have podman    || need+=(podman)
+have runc      || need+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
