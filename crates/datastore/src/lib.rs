@@ -4,7 +4,7 @@
 //!  calicoctl / ipam / cni / node
 //!        │  typed: ResourceStore (Resource ⇄ key + JSON, resourceVersion = mod revision)
 //!        ▼
-//!   dyn Datastore  ── get/list/create/update/delete(CAS)/watch(from rev)/leases/compact
+//!   dyn Datastore  ── get/list/create/update/delete (CAS)/txn (multi-key)/watch/leases/compact
 //!        ├── etcd::EtcdDatastore       (etcd v3, TLS, reconnects)
 //!        └── embedded::EmbeddedDatastore (one SQLite file in WAL mode, many processes)
 //!        ▲
@@ -22,9 +22,11 @@ pub mod resources;
 pub mod syncer;
 #[cfg(feature = "test-util")]
 pub mod testutil;
+pub mod txn;
 
 pub use config::DatastoreConfig;
 pub use error::{Error, Result};
+pub use txn::{Check, Expect, Op, TxnResult};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -99,6 +101,12 @@ pub trait Datastore: Send + Sync {
     /// Deletes `key` (only if its mod revision is `expected`, when given). Returns the deleted
     /// value; `Error::NotFound` if absent.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
+
+    /// One atomic multi-key transaction: when every check holds, applies every op (in order) and
+    /// returns their revisions; otherwise writes nothing and fails with the first failing check's
+    /// error — `AlreadyExists` (expected absent), `NotFound` (expected present) or `Conflict`
+    /// (another revision), naming its key. Empty `ops` and duplicate keys are refused.
+    async fn txn(&self, checks: Vec<Check>, ops: Vec<Op>) -> Result<TxnResult>;
 
     /// Events for keys under `prefix` with revision ≥ `from`, in order, without gaps.
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream>;

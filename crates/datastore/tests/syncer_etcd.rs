@@ -301,6 +301,13 @@ impl Datastore for Cuttable {
     async fn delete(&self, k: &str, e: Option<Revision>) -> calico_datastore::Result<KeyValue> {
         self.inner.delete(k, e).await
     }
+    async fn txn(
+        &self,
+        checks: Vec<calico_datastore::Check>,
+        ops: Vec<calico_datastore::Op>,
+    ) -> calico_datastore::Result<calico_datastore::TxnResult> {
+        self.inner.txn(checks, ops).await
+    }
     async fn watch(&self, prefix: &str, from: Revision) -> calico_datastore::Result<WatchStream> {
         let mut gate = self.gate.subscribe();
         let _ = gate.wait_for(|open| *open).await;

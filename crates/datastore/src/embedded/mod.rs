@@ -16,6 +16,7 @@ mod watch;
 
 use crate::config::EmbeddedConfig;
 use crate::error::{Error, Result};
+use crate::txn::{Check, Op, TxnResult, validate};
 use crate::{Datastore, KeyValue, LeaseId, ListResult, Revision, WatchStream};
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -172,6 +173,11 @@ impl Datastore for EmbeddedDatastore {
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
         let key = key.to_string();
         self.run(move |s| s.delete(&key, expected)).await
+    }
+
+    async fn txn(&self, checks: Vec<Check>, ops: Vec<Op>) -> Result<TxnResult> {
+        validate(&checks, &ops)?;
+        self.run(move |s| s.txn(&checks, &ops)).await
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {

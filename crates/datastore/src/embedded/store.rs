@@ -13,6 +13,7 @@ use super::sql::{
     tombstone,
 };
 use crate::error::{Error, Result};
+use crate::txn::{Check, Op, TxnResult};
 use crate::{EventKind, KeyValue, LeaseId, Revision, WatchEvent};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
@@ -300,6 +301,45 @@ impl Store {
         Ok(old)
     }
 
+    /// A multi-key transaction (see `Datastore::txn`): checks, then one log row per write, in
+    /// one `BEGIN IMMEDIATE`. Puts drop any lease, as etcd's plain put.
+    pub(super) fn txn(&mut self, checks: &[Check], ops: &[Op]) -> Result<TxnResult> {
+        let now = now_ms();
+        let (tx, label) = self.write_tx()?;
+        sweep(&tx, label, now)?;
+        for c in checks {
+            let actual = current_kv(&tx, label, &c.key)?.map_or(0, |kv| kv.mod_revision);
+            if let Some(e) = c.failure(actual) {
+                return Err(e);
+            }
+        }
+        let mut revisions = Vec::with_capacity(ops.len());
+        for op in ops {
+            let old = current_kv(&tx, label, op.key())?;
+            let rev = match (op, old) {
+                (Op::Put { key, value }, Some(old)) => put(
+                    &tx,
+                    label,
+                    key,
+                    value,
+                    old.create_revision,
+                    old.mod_revision,
+                    0,
+                )?,
+                (Op::Put { key, value }, None) => put(&tx, label, key, value, 0, 0, 0)?,
+                (Op::Delete { .. }, Some(old)) => tombstone(&tx, label, &old)?,
+                (Op::Delete { .. }, None) => current_revision(&tx, label)?,
+            };
+            revisions.push(rev);
+        }
+        let revision = current_revision(&tx, label)?;
+        tx.commit().db(label)?;
+        Ok(TxnResult {
+            revision,
+            revisions,
+        })
+    }
+
     /// Drops history below `revision`: superseded values and tombstones. Live keys stay.
     pub(super) fn compact(&mut self, revision: Revision) -> Result<()> {
         let (tx, label) = self.write_tx()?;
@@ -408,6 +448,21 @@ fn setup(conn: &mut Connection, init: bool) -> rusqlite::Result<(String, Option<
     conn.execute_batch("PRAGMA synchronous=NORMAL")?;
     if !init {
         return Ok((mode, None));
+    }
+    // The common case, a file whose schema exists: one read, no write lock. Many short-lived
+    // processes (one per CNI call) open the file at once; taking the write lock here would
+    // serialise them all behind each other's opens.
+    if let Some(version) = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'schema_version'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .ok()
+        .flatten()
+    {
+        return Ok((mode, Some(version)));
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(SCHEMA)?;

@@ -15,6 +15,7 @@ mod watch;
 
 use crate::config::EtcdConfig;
 use crate::error::{Error, Result};
+use crate::txn::{Check, Expect, Op, TxnResult, validate};
 use crate::{Datastore, KeyValue, LeaseId, ListResult, Revision, WatchStream};
 use async_trait::async_trait;
 use conn::{Clients, Pool, RawError};
@@ -144,7 +145,7 @@ impl EtcdDatastore {
         map_err(&self.target, what, e)
     }
 
-    async fn txn(&self, what: &str, txn: Txn) -> Result<(bool, Revision, Vec<TxnOpResponse>)> {
+    async fn run_txn(&self, what: &str, txn: Txn) -> Result<(bool, Revision, Vec<TxnOpResponse>)> {
         let resp = self
             .call(what, |mut c| {
                 let txn = txn.clone();
@@ -430,7 +431,7 @@ impl Datastore for EtcdDatastore {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, put_opts)]);
-        match self.txn(&format!("create {key}"), txn).await? {
+        match self.run_txn(&format!("create {key}"), txn).await? {
             (true, rev, _) => Ok(rev),
             (false, _, _) => Err(Error::AlreadyExists {
                 key: key.to_string(),
@@ -452,7 +453,7 @@ impl Datastore for EtcdDatastore {
                 Some(PutOptions::new().with_ignore_lease()),
             )])
             .or_else([TxnOp::get(key, None)]);
-        match self.txn(&format!("update {key}"), txn).await? {
+        match self.run_txn(&format!("update {key}"), txn).await? {
             (true, rev, _) => Ok(rev),
             (false, _, ops) => Err(Self::cas_failure(key, expected, ops)?),
         }
@@ -470,7 +471,7 @@ impl Datastore for EtcdDatastore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(key, None)]);
-        match self.txn(&format!("delete {key}"), txn).await? {
+        match self.run_txn(&format!("delete {key}"), txn).await? {
             (true, _, ops) => {
                 let prev = ops.into_iter().find_map(|op| match op {
                     TxnOpResponse::Delete(d) => d.prev_kvs().first().map(to_kv),
@@ -484,6 +485,63 @@ impl Datastore for EtcdDatastore {
             }
             (false, _, ops) => Err(Self::cas_failure(key, expected.unwrap_or(0), ops)?),
         }
+    }
+
+    async fn txn(&self, checks: Vec<Check>, ops: Vec<Op>) -> Result<TxnResult> {
+        validate(&checks, &ops)?;
+        let mut when = Vec::with_capacity(checks.len() * 2);
+        for c in &checks {
+            match c.expect {
+                Expect::Absent => when.push(Compare::create_revision(
+                    c.key.as_str(),
+                    CompareOp::Equal,
+                    0,
+                )),
+                Expect::Revision(rev) => {
+                    when.push(Compare::version(c.key.as_str(), CompareOp::Greater, 0));
+                    when.push(Compare::mod_revision(c.key.as_str(), CompareOp::Equal, rev));
+                }
+            }
+        }
+        let then: Vec<TxnOp> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value } => TxnOp::put(key.as_str(), value.clone(), None),
+                Op::Delete { key } => TxnOp::delete(key.as_str(), None),
+            })
+            .collect();
+        // On failure: every checked key's revisions (no values), to name the failing check.
+        let otherwise: Vec<TxnOp> = checks
+            .iter()
+            .map(|c| TxnOp::get(c.key.as_str(), Some(GetOptions::new().with_keys_only())))
+            .collect();
+        let what = format!(
+            "transaction on {}",
+            ops.iter().map(Op::key).collect::<Vec<_>>().join(", ")
+        );
+        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
+        let (succeeded, rev, responses) = self.run_txn(&what, txn).await?;
+        if succeeded {
+            return Ok(TxnResult {
+                revision: rev,
+                revisions: vec![rev; ops.len()],
+            });
+        }
+        let actual = responses.into_iter().map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0),
+            _ => 0,
+        });
+        for (c, actual) in checks.iter().zip(actual) {
+            if let Some(e) = c.failure(actual) {
+                return Err(e);
+            }
+        }
+        // The checks failed at etcd but hold now: a concurrent writer moved a key and back.
+        Err(Error::Conflict {
+            key: checks.first().map(|c| c.key.clone()).unwrap_or_default(),
+            expected: 0,
+            actual: rev,
+        })
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {

@@ -25,12 +25,14 @@
 
 mod cases;
 mod multiprocess;
+mod txn;
 
 pub use cases::*;
 pub use multiprocess::{
     child_main, child_stdout, child_test_name, cross_process_watch_latency, finish_child,
     multi_process_writers, spawn_child, spawn_child_wrapped,
 };
+pub use txn::*;
 
 use anyhow::{Context, bail};
 use calico_datastore::{Datastore, DatastoreConfig, WatchEvent, WatchStream};
@@ -117,7 +119,7 @@ macro_rules! conformance_suite {
     ($fixture:path) => {
         conformance_suite!(@cases $fixture; read;
             crud, cas_conflicts, revisions_increase, list_consistency, watch_order_and_resume,
-            watch_prefix_filtering, compaction_then_relist, lease_expiry, lease_revoke);
+            watch_prefix_filtering, compaction_then_relist, lease_expiry, lease_revoke, txn_all_or_nothing, txn_racing_writers);
         conformance_suite!(@cases $fixture; write; ten_thousand_keys, one_mib_values);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
