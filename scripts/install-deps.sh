@@ -16,6 +16,7 @@ have nft       || need+=(nftables)
 have podman    || need+=(podman)
 have runc      || need+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+have iperf3    || need+=(iperf3)  # the pod throughput benchmark
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
