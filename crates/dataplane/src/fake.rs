@@ -42,6 +42,7 @@ pub enum Call {
     ReplaceRoute(Route),
     DeleteRoute(Route),
     CreateVxlan(VxlanSpec),
+    CreateIpip(String),
     AddNeighbour(Neighbour),
     ReplaceNeighbour(Neighbour),
     DeleteNeighbour(Neighbour),
@@ -285,6 +286,24 @@ impl Rtnl for RecordingRtnl {
 
     fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
         self.create_vxlan_impl(spec)
+    }
+
+    fn create_ipip(&mut self, name: &str) -> Result<()> {
+        let object = format!("ipip device {name}");
+        self.record(Call::CreateIpip(name.to_string()), object.clone())?;
+        if self.links.iter().any(|l| l.name == name) {
+            return Err(Self::kernel(object, Errno::EEXIST));
+        }
+        self.next_index += 1;
+        self.links.push(Link {
+            index: self.next_index,
+            name: name.to_string(),
+            mtu: Some(1480),
+            mac: None,
+            up: false,
+            kind: Some("ipip".into()),
+        });
+        Ok(())
     }
 
     fn vxlan_by_name(&mut self, name: &str) -> Result<Option<VxlanLink>> {

@@ -37,6 +37,9 @@ pub trait Rtnl {
     fn apply_routes(&mut self, changes: &[RouteChange]) -> Result<Vec<BatchFailure>>;
     /// Create a VXLAN device; EEXIST when a link of that name exists.
     fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()>;
+    /// Create an IPIP tunnel device without endpoints (`ip link add NAME type ipip`, what the
+    /// kernel's `tunl0` is); fails when the kernel has no ipip support. EEXIST when it exists.
+    fn create_ipip(&mut self, name: &str) -> Result<()>;
     /// The VXLAN device called `name` with its attributes; `None` when there is no such link
     /// or it is not a VXLAN device.
     fn vxlan_by_name(&mut self, name: &str) -> Result<Option<VxlanLink>>;
@@ -227,6 +230,13 @@ impl<T: Transport> Rtnl for Netlink<T> {
                 "vxlan device {} (vni {}, dstport {})",
                 spec.name, spec.vni, spec.port
             )
+        })
+    }
+
+    fn create_ipip(&mut self, name: &str) -> Result<()> {
+        let msg = RouteNetlinkMessage::NewLink(l2::ipip_message(name));
+        self.ack_request(msg, NLM_F_CREATE | NLM_F_EXCL, "create", &|| {
+            format!("ipip device {name}")
         })
     }
 

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use calico_api::resources::{AsNumber, EncapMode};
 use calico_datastore::DatastoreConfig;
@@ -72,6 +73,10 @@ pub struct NodeConfig {
     pub metrics_host: String,
     pub metrics_port: u16,
     pub datastore: Option<DatastoreConfig>,
+    /// `FELIX_ROUTEREFRESHINTERVAL` (seconds): how often Felix re-reads the kernel and repairs
+    /// its routes; `Some(ZERO)` turns the refresh off. Unset: FelixConfiguration's
+    /// `routeRefreshInterval`, else 90 s.
+    pub route_refresh_interval: Option<Duration>,
 }
 
 /// Upstream Felix's default `MTUIfacePattern`.
@@ -101,6 +106,18 @@ fn parse_encap(var: &'static str, v: &str) -> Result<EncapMode, ConfigError> {
             reason: "expected Never, Always or CrossSubnet".into(),
         }),
     }
+}
+
+fn parse_seconds(var: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| ConfigError::Invalid {
+            var,
+            value: v.into(),
+            reason: "expected a number of seconds (0 turns it off)".into(),
+        })
 }
 
 fn parse_port(var: &'static str, v: &str) -> Result<u16, ConfigError> {
@@ -259,6 +276,10 @@ impl NodeConfig {
                 None => 9091,
             },
             datastore: DatastoreConfig::from_vars(vars)?,
+            route_refresh_interval: match get("FELIX_ROUTEREFRESHINTERVAL") {
+                Some(v) => Some(parse_seconds("FELIX_ROUTEREFRESHINTERVAL", v)?),
+                None => None,
+            },
         })
     }
 
@@ -306,6 +327,7 @@ mod tests {
         assert_eq!((c.health_host.as_str(), c.health_port), ("localhost", 9099));
         assert_eq!(c.metrics_port, 9091);
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/calico"));
+        assert_eq!(c.route_refresh_interval, None);
         Ok(())
     }
 
@@ -322,6 +344,7 @@ mod tests {
                 ("NO_DEFAULT_POOLS", "true"),
                 ("FELIX_HEALTHPORT", "19099"),
                 ("CALICO_NETWORKING_BACKEND", "vxlan"),
+                ("FELIX_ROUTEREFRESHINTERVAL", "2.5"),
             ]),
             || Err(std::io::Error::other("unused")),
         )?;
@@ -335,6 +358,7 @@ mod tests {
         assert!(c.no_default_pools);
         assert_eq!(c.health_port, 19099);
         assert_eq!(c.backend, Backend::Vxlan);
+        assert_eq!(c.route_refresh_interval, Some(Duration::from_millis(2500)));
         Ok(())
     }
 
@@ -348,6 +372,8 @@ mod tests {
             ("CALICO_IPV4POOL_VXLAN", "sometimes"),
             ("IP_AUTODETECTION_METHOD", "guess"),
             ("FELIX_HEALTHPORT", "99999"),
+            ("FELIX_ROUTEREFRESHINTERVAL", "-1"),
+            ("FELIX_ROUTEREFRESHINTERVAL", "soon"),
         ] {
             let err = NodeConfig::from_vars(&vars(&[("NODENAME", "n"), (k, v)]), || Ok("h".into()))
                 .err()

@@ -30,6 +30,12 @@ pub struct Status {
     pub syncer_updates: AtomicU64,
     pub tunnel_reconciles: AtomicU64,
     pub pod_mtu: AtomicU64,
+    /// Felix's dataplane thread runs: readiness then also waits for its first pass.
+    pub felix_enabled: AtomicBool,
+    /// Felix programmed the kernel at least once after the first in-sync.
+    pub dataplane_synced: AtomicBool,
+    pub dataplane_applies: AtomicU64,
+    pub dataplane_failures: AtomicU64,
 }
 
 impl Status {
@@ -40,7 +46,10 @@ impl Status {
     }
 
     pub fn ready(&self) -> bool {
-        self.startup_done.load(Ordering::Relaxed) && self.in_sync.load(Ordering::Relaxed)
+        self.startup_done.load(Ordering::Relaxed)
+            && self.in_sync.load(Ordering::Relaxed)
+            && (!self.felix_enabled.load(Ordering::Relaxed)
+                || self.dataplane_synced.load(Ordering::Relaxed))
     }
 }
 
@@ -126,10 +135,12 @@ pub fn respond(method: &str, path: &str, status: &Status, endpoints: Endpoints) 
         (Endpoints::Health, "/readiness") if status.ready() => (200, "ready\n".into()),
         (Endpoints::Health, "/readiness") => (
             503,
-            if status.startup_done.load(Ordering::Relaxed) {
+            if !status.startup_done.load(Ordering::Relaxed) {
+                "not ready: startup not finished\n".into()
+            } else if !status.in_sync.load(Ordering::Relaxed) {
                 "not ready: datastore not in sync yet\n".into()
             } else {
-                "not ready: startup not finished\n".into()
+                "not ready: dataplane not programmed yet\n".into()
             },
         ),
         (Endpoints::Metrics, "/metrics") => (200, metrics(status)),
@@ -181,6 +192,21 @@ pub fn metrics(status: &Status) -> String {
         "counter",
         "Tunnel address reconciliations after pool or node changes.",
         status.tunnel_reconciles.load(Ordering::Relaxed).to_string(),
+    );
+    gauge(
+        "felix_int_dataplane_apply_total",
+        "counter",
+        "Dataplane passes (route batch, device, neighbours, FDB, nft) after datastore changes, retries and refreshes.",
+        status.dataplane_applies.load(Ordering::Relaxed).to_string(),
+    );
+    gauge(
+        "felix_int_dataplane_failures",
+        "counter",
+        "Dataplane passes that failed or left an object failed (retried with backoff).",
+        status
+            .dataplane_failures
+            .load(Ordering::Relaxed)
+            .to_string(),
     );
     gauge(
         "calico_node_pod_mtu",

@@ -4,6 +4,8 @@
 //!  env ─▶ config::NodeConfig ─▶ startup::run (autodetect ─▶ Node ─▶ default pool ─▶ tunnel
 //!         addresses ─▶ MTU + nodename files) ─▶ agent::Agent (syncer ─▶ SyncConsumer seam,
 //!         pool changes ─▶ tunnel addresses / MTU) ◀─▶ health (:9099) + metrics (:9091)
+//!                                     └─▶ felix::FelixConsumer ─▶ dataplane thread (calc graph
+//!                                         ─▶ routes, vxlan.calico, neighbours/FDB, nft NAT)
 //! ```
 //!
 //! Kernel access goes through `calico_dataplane` (netlink); the datastore through
@@ -12,6 +14,7 @@
 pub mod agent;
 pub mod autodetect;
 pub mod config;
+pub mod felix;
 pub mod health;
 pub mod startup;
 pub mod tunnels;

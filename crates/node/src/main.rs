@@ -2,7 +2,8 @@
 //! host's (or a lab node's) network namespace, logs to stderr, exits 0 on SIGTERM/SIGINT.
 //!
 //! Order: health/metrics listeners (readiness 503) → datastore → interfaces via netlink →
-//! startup → agent loop (readiness 200 once in sync) → signal → exit.
+//! startup → Felix's dataplane thread + agent loop (readiness 200 once in sync and the
+//! dataplane programmed) → signal → exit.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -14,10 +15,12 @@ use calico_dataplane::Netlink;
 use calico_datastore::DatastoreConfig;
 use calico_datastore::config::{DEFAULT_EMBEDDED_PATH, EmbeddedConfig};
 use calico_datastore::resources::ResourceStore;
+use calico_felix::LocalFacts;
 use calico_ipam::Ipam;
 use calico_node::agent::Agent;
 use calico_node::autodetect;
 use calico_node::config::NodeConfig;
+use calico_node::felix::{self, Felix};
 use calico_node::health::{self, Endpoints, Status};
 use calico_node::startup;
 use tokio::sync::watch;
@@ -156,8 +159,20 @@ async fn run() -> anyhow::Result<()> {
         "startup complete"
     );
 
-    let agent = Agent::new(cfg, ds, Arc::clone(&status), started.host_mtu);
+    let felix = Felix::new(
+        LocalFacts {
+            node_name: cfg.nodename.clone(),
+            uplink: started.uplink.clone(),
+            host_mtu: started.host_mtu,
+        },
+        cfg.route_refresh_interval,
+    );
+    let (consumer, felix_thread) = felix::spawn(felix, Arc::clone(&status))?;
+    let mut agent = Agent::new(cfg, ds, Arc::clone(&status), started.host_mtu);
+    agent.add_consumer(Box::new(consumer));
     let result = agent.run(stopped(stop)).await;
+    // The agent dropped the consumer: the dataplane thread finishes its pass and ends.
+    let _ = tokio::task::spawn_blocking(move || felix_thread.join()).await;
     for s in servers {
         s.abort();
     }

@@ -173,6 +173,17 @@ pub(crate) fn vxlan_message(spec: &VxlanSpec) -> LinkMessage {
     msg
 }
 
+/// RTM_NEWLINK creating an IPIP tunnel with no endpoints (what the kernel's `tunl0` is: it
+/// takes every IPIP packet). Needs the kernel's ipip support (module `ipip`).
+pub(crate) fn ipip_message(name: &str) -> LinkMessage {
+    let mut msg = messages::link_by_name(name);
+    msg.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::IpIp,
+        )]));
+    msg
+}
+
 /// The VXLAN attributes of a listed link; `None` when it is not a VXLAN device.
 pub(crate) fn parse_vxlan(msg: &LinkMessage) -> Option<VxlanLink> {
     let link = messages::parse_link(msg)?;

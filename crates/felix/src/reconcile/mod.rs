@@ -10,21 +10,25 @@
 //! ```
 //!
 //! It owns only what it creates: routes `felix_owns_route` accepts (proto 80, or on `cali*` /
-//! `vxlan.calico`), the `vxlan.calico` device with its addresses, neighbour and FDB entries, and
-//! the `calico-nat` nftables table. The first call (and every `resync`) lists the kernel, so
-//! stale objects of an earlier run are removed too. Deletes can be held back until the
-//! calculation graph is in sync ([`Reconciler::hold_deletes`]). The caller drives time: it calls
-//! `resync` on its own interval (upstream refreshes routes every 90 s).
+//! `vxlan.calico`), the `vxlan.calico` device with its addresses, neighbour and FDB entries, the
+//! tunnel address on the kernel's `tunl0` (`ipip`), and the `calico-nat` nftables table.
+//! `sysctls` holds the kernel parameters upstream sets (host forwarding, workload interfaces).
+//! The first call (and every `resync`) lists the kernel, so stale objects of an earlier run are
+//! removed too. Deletes can be held back until the calculation graph is in sync
+//! ([`Reconciler::hold_deletes`]). The caller drives time: it calls `resync` on its own interval
+//! (upstream refreshes routes every 90 s).
 //!
 //! A route whose device does not exist yet (a workload's `caliX` before the CNI plugin created
 //! it) is left out and reported as pending; the next `apply`/`resync` looks the device up again.
 
 #[cfg(test)]
 mod fixture;
+mod ipip;
 #[cfg(test)]
 mod kernel_tests;
 mod nat;
 mod routes;
+pub mod sysctls;
 mod vxlan;
 
 #[cfg(test)]
@@ -138,6 +142,8 @@ pub struct Reconciler {
     view: Option<KernelView>,
     nat_applied: Option<NatOutgoing>,
     hold_deletes: bool,
+    /// The last pass wanted an IPIP device (so the next one without it clears `tunl0`).
+    ipip_wanted: bool,
 }
 
 impl Reconciler {
@@ -195,6 +201,23 @@ impl Reconciler {
 
         // 1. The device, before the routes and neighbours that use it.
         let device = self.device_phase(dp, desired, &mut view, full, &mut report)?;
+
+        // 1b. The IPIP device (the kernel's tunl0).
+        match &desired.ipip {
+            Some(want) => {
+                if let Err(e) = ipip::ensure(dp.rtnl, want, &mut report) {
+                    report.errors.push(e);
+                }
+                self.ipip_wanted = true;
+            }
+            None if deletes && (full || self.ipip_wanted) => {
+                if let Err(e) = ipip::release(dp.rtnl, &mut report) {
+                    report.errors.push(e);
+                }
+                self.ipip_wanted = false;
+            }
+            None => {}
+        }
 
         // 2. Neighbours and FDB entries on it.
         if let Some(index) = device {

@@ -337,3 +337,54 @@ fn bad_mac_names_the_field() {
         "{err}"
     );
 }
+
+fn with_ipip(mut s: DesiredState) -> DesiredState {
+    s.ipip = Some(crate::model::IpipDevice {
+        name: crate::model::IPIP_DEVICE.into(),
+        tunnel_addr: "192.168.81.66".parse().expect("literal"),
+        mtu: 1480,
+    });
+    s
+}
+
+#[test]
+fn ipip_device_is_created_configured_and_its_address_released() {
+    let mut env = Env::new();
+    let mut r = Reconciler::new();
+    let report = env.run(&mut r, &with_ipip(worker()), false);
+    assert!(report.is_clean(), "{report:?}");
+    let tunl = env
+        .rtnl
+        .links
+        .iter()
+        .find(|l| l.name == "tunl0")
+        .map(|l| (l.index, l.up, l.mtu))
+        .expect("tunl0 created");
+    assert_eq!((tunl.1, tunl.2), (true, Some(1480)));
+    assert!(env.rtnl.calls.contains(&Call::CreateIpip("tunl0".into())));
+    assert!(
+        env.rtnl
+            .calls
+            .contains(&Call::AddAddress(calico_dataplane::Address::new(
+                tunl.0,
+                net("192.168.81.66/32")
+            )))
+    );
+
+    // Unchanged: nothing sent.
+    env.rtnl.calls.clear();
+    let again = env.run(&mut r, &with_ipip(worker()), false);
+    assert!(!again.changed() && env.rtnl.calls.is_empty(), "{again:?}");
+
+    // IPIP no longer used: the device stays, our address goes.
+    let report = env.run(&mut r, &worker(), false);
+    assert!(report.is_clean(), "{report:?}");
+    assert!(env.rtnl.links.iter().any(|l| l.name == "tunl0"));
+    assert_eq!(
+        env.rtnl.calls,
+        vec![Call::DeleteAddress(calico_dataplane::Address::new(
+            tunl.0,
+            net("192.168.81.66/32")
+        ))]
+    );
+}
