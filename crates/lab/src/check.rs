@@ -1,9 +1,18 @@
-//! The all-pairs reachability matrix of `calico-lab check`: every endpoint (node now, pods
-//! later) probes every other one. The probe is injected, so the matrix logic and its rendering
-//! are tested without namespaces; the real probe is one bounded `ping -c1 -W1` from inside the
-//! source's namespace.
+//! The all-pairs reachability matrix of `calico-lab check`: every endpoint (node or pod)
+//! probes every other one. The probe is injected, so the matrix logic and its rendering are
+//! tested without namespaces. The real probes, all bounded: one `ping -c1 -W1` from inside the
+//! source's namespace, and for pods a TCP exchange (connect, send a line, read it back, 1 s
+//! each) with an echo listener this process opens inside every target pod's namespace for the
+//! duration of the check (`EchoListeners`).
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use calico_dataplane::NetNs;
 
 use crate::lab::table;
 
@@ -13,20 +22,25 @@ pub struct Endpoint {
     /// The namespace probes start from.
     pub netns: String,
     pub address: String,
+    /// Port of this endpoint's TCP echo listener, when it has one (pods).
+    pub tcp_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matrix {
     pub endpoints: Vec<Endpoint>,
-    /// `results[i][j]`: did i reach j (`None` on the diagonal).
-    pub results: Vec<Vec<Option<bool>>>,
+    /// `results[i][j]`: the failed probes from i to j, empty when i reached j (`None` on the
+    /// diagonal).
+    pub results: Vec<Vec<Option<Vec<String>>>>,
+    /// What the endpoints are ("node", "pod"), for the verdict line.
+    pub what: String,
 }
 
 impl Matrix {
     /// Probe all ordered pairs; one thread per source, its targets one after the other.
-    pub fn probe<P>(endpoints: &[Endpoint], probe: P) -> Matrix
+    pub fn probe<P>(what: &str, endpoints: &[Endpoint], probe: P) -> Matrix
     where
-        P: Fn(&str, &str) -> bool + Sync,
+        P: Fn(&Endpoint, &Endpoint) -> Vec<String> + Sync,
     {
         let probe = &probe;
         let results = std::thread::scope(|s| {
@@ -38,7 +52,7 @@ impl Matrix {
                         endpoints
                             .iter()
                             .enumerate()
-                            .map(|(j, dst)| (i != j).then(|| probe(&src.netns, &dst.address)))
+                            .map(|(j, dst)| (i != j).then(|| probe(src, dst)))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -48,13 +62,14 @@ impl Matrix {
                 // A panicking probe counts as failures, never as success.
                 .map(|h| {
                     h.join()
-                        .unwrap_or_else(|_| vec![Some(false); endpoints.len()])
+                        .unwrap_or_else(|_| vec![Some(vec!["panic".into()]); endpoints.len()])
                 })
                 .collect()
         });
         Matrix {
             endpoints: endpoints.to_vec(),
             results,
+            what: what.to_string(),
         }
     }
 
@@ -62,7 +77,7 @@ impl Matrix {
         self.results.iter().enumerate().all(|(i, row)| {
             row.iter()
                 .enumerate()
-                .all(|(j, r)| i == j || *r == Some(true))
+                .all(|(j, r)| i == j || r.as_ref().is_some_and(Vec::is_empty))
         })
     }
 
@@ -79,22 +94,29 @@ impl Matrix {
                     .results
                     .get(i)
                     .and_then(|r| r.get(j))
-                    .copied()
+                    .cloned()
                     .flatten();
                 row.push(match cell {
                     None if i == j => "-".into(),
-                    Some(true) => "ok".into(),
-                    _ => "FAIL".into(),
+                    Some(f) if f.is_empty() => "ok".into(),
+                    Some(f) => format!("FAIL({})", f.join(",")),
+                    None => "FAIL".into(),
                 });
             }
             rows.push(row);
         }
         let mut out = table(&rows);
-        out.push_str(if self.all_ok() {
-            "all node pairs reach each other\n"
-        } else {
-            "some node pairs do NOT reach each other\n"
-        });
+        let _ = std::fmt::Write::write_fmt(
+            &mut out,
+            format_args!(
+                "{}\n",
+                if self.all_ok() {
+                    format!("all {} pairs reach each other", self.what)
+                } else {
+                    format!("some {} pairs do NOT reach each other", self.what)
+                }
+            ),
+        );
         out
     }
 }
@@ -109,6 +131,127 @@ pub fn ping(netns: &str, dst: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Time bound of each TCP step (connect, write, read).
+const TCP_STEP: Duration = Duration::from_secs(1);
+
+/// Connect from inside `netns` to `dst:port`, send a line and read the same line back.
+pub fn tcp_echo(netns: &str, dst: &str, port: u16) -> bool {
+    let Ok(addr) = format!("{dst}:{port}").parse::<SocketAddr>() else {
+        return false;
+    };
+    let Ok(ns) = NetNs::named(netns) else {
+        return false;
+    };
+    let token = format!("calico-lab {netns} -> {dst}\n");
+    ns.run(|| -> std::io::Result<bool> {
+        let mut s = TcpStream::connect_timeout(&addr, TCP_STEP)?;
+        s.set_read_timeout(Some(TCP_STEP))?;
+        s.set_write_timeout(Some(TCP_STEP))?;
+        s.write_all(token.as_bytes())?;
+        let mut back = vec![0u8; token.len()];
+        s.read_exact(&mut back)?;
+        Ok(back == token.as_bytes())
+    })
+    .is_ok_and(|r| r.unwrap_or(false))
+}
+
+/// The probe of the pod matrix: ICMP, and TCP when the target listens.
+pub fn probe_pod(src: &Endpoint, dst: &Endpoint) -> Vec<String> {
+    let mut failed = Vec::new();
+    if !ping(&src.netns, &dst.address) {
+        failed.push("icmp".to_string());
+    }
+    if let Some(port) = dst.tcp_port
+        && !tcp_echo(&src.netns, &dst.address, port)
+    {
+        failed.push("tcp".to_string());
+    }
+    failed
+}
+
+/// The probe of the node matrix: ICMP only.
+pub fn probe_node(src: &Endpoint, dst: &Endpoint) -> Vec<String> {
+    if ping(&src.netns, &dst.address) {
+        Vec::new()
+    } else {
+        vec!["icmp".to_string()]
+    }
+}
+
+/// TCP echo listeners opened inside namespaces by this process; closed on drop. Each serves
+/// connections (one line echoed back, 1 s bounds) on its own thread until dropped.
+pub struct EchoListeners {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl EchoListeners {
+    /// Open one listener on an ephemeral port in each endpoint's namespace and record the
+    /// port in the endpoint.
+    pub fn open(endpoints: &mut [Endpoint]) -> Result<EchoListeners, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut me = EchoListeners {
+            stop: Arc::clone(&stop),
+            threads: Vec::new(),
+        };
+        for e in endpoints.iter_mut() {
+            let ns = NetNs::named(&e.netns).map_err(|err| format!("{}: {err}", e.name))?;
+            let listener = ns
+                .run(|| TcpListener::bind("0.0.0.0:0"))
+                .map_err(|err| format!("{}: {err}", e.name))?
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|err| format!("TCP listener in {}: {err}", e.netns))?;
+            e.tcp_port = Some(
+                listener
+                    .local_addr()
+                    .map_err(|err| format!("TCP listener in {}: {err}", e.netns))?
+                    .port(),
+            );
+            let stop = Arc::clone(&stop);
+            me.threads
+                .push(std::thread::spawn(move || serve(&listener, &stop)));
+        }
+        Ok(me)
+    }
+}
+
+fn serve(listener: &TcpListener, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((s, _)) => {
+                std::thread::spawn(move || echo_line(s));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Read one line (≤ 512 bytes, 1 s) and write it back.
+fn echo_line(mut s: TcpStream) {
+    let deadline = Instant::now() + TCP_STEP;
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(TCP_STEP));
+    let _ = s.set_write_timeout(Some(TCP_STEP));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !buf.contains(&b'\n') && buf.len() < 512 && Instant::now() < deadline {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = s.write_all(&buf);
+}
+
+impl Drop for EchoListeners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +261,7 @@ mod tests {
             name: n.into(),
             netns: format!("ns-{n}"),
             address: a.into(),
+            tcp_port: None,
         }
     }
 
@@ -129,21 +273,26 @@ mod tests {
             ep("c", "10.0.1.1"),
         ];
         let seen = std::sync::Mutex::new(Vec::new());
-        let m = Matrix::probe(&eps, |ns, dst| {
+        let m = Matrix::probe("node", &eps, |src, dst| {
+            let (ns, dst) = (&src.netns, &dst.address);
             seen.lock().map(|mut v| v.push(format!("{ns}->{dst}"))).ok();
-            !(ns == "ns-b" && dst == "10.0.1.1")
+            if ns == "ns-b" && dst == "10.0.1.1" {
+                vec!["icmp".into(), "tcp".into()]
+            } else {
+                Vec::new()
+            }
         });
         let mut seen = seen.into_inner().unwrap_or_default();
         seen.sort();
         assert_eq!(seen.len(), 6);
         assert!(!m.all_ok());
-        assert_eq!(m.results[1][2], Some(false));
-        assert_eq!(m.results[2][1], Some(true));
+        assert_eq!(m.results[1][2], Some(vec!["icmp".into(), "tcp".into()]));
+        assert_eq!(m.results[2][1], Some(vec![]));
         let text = m.render();
         assert!(
             text.lines()
                 .nth(2)
-                .is_some_and(|l| l.starts_with("b (10.0.0.2)") && l.ends_with("FAIL")),
+                .is_some_and(|l| l.starts_with("b (10.0.0.2)") && l.ends_with("FAIL(icmp,tcp)")),
             "{text}"
         );
         assert_eq!(text.matches("FAIL").count(), 1, "{text}");
@@ -153,8 +302,8 @@ mod tests {
     #[test]
     fn all_reachable() {
         let eps = [ep("a", "10.0.0.1"), ep("b", "10.0.0.2")];
-        let m = Matrix::probe(&eps, |_, _| true);
+        let m = Matrix::probe("pod", &eps, |_, _| Vec::new());
         assert!(m.all_ok());
-        assert!(m.render().contains("all node pairs reach each other"));
+        assert!(m.render().contains("all pod pairs reach each other"));
     }
 }

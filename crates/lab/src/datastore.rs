@@ -16,6 +16,7 @@ use calico_datastore::resources::ResourceStore;
 
 use crate::agents;
 use crate::names::{self, LabNames};
+use crate::state::State;
 use crate::topology::{Datastore, Topology};
 
 /// How long `up` waits for the lab's etcd to answer.
@@ -108,20 +109,88 @@ pub fn start_etcd(topo: &Topology, names: &LabNames, lab_dir: &Path) -> Result<O
 /// Open the datastore (creating the embedded file) and apply the resources, in file order.
 pub fn apply(topo: &Topology, names: &LabNames, embedded_path: &Path) -> Result<Vec<String>> {
     let config = config(topo, embedded_path);
-    let work = || -> Result<Vec<String>> {
+    let netns = match topo.datastore {
+        Datastore::Embedded => None,
+        Datastore::Etcd { .. } => Some(names.netns(names::ETCD)),
+    };
+    block_on_in(netns.as_deref(), || apply_async(topo, &config))
+}
+
+/// Run the future `f` makes on a fresh current-thread runtime; inside `netns` when given (the
+/// lab's etcd is reachable only from its namespaces). Blocks the caller.
+pub fn block_on_in<T, F, Fut>(netns: Option<&str>, f: F) -> Result<T>
+where
+    T: Send,
+    F: FnOnce() -> Fut + Send,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let work = move || -> Result<T> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the async runtime for the datastore")?;
-        rt.block_on(apply_async(topo, &config))
+        rt.block_on(f())
     };
-    match topo.datastore {
-        Datastore::Embedded => work(),
-        Datastore::Etcd { .. } => {
-            let ns = calico_dataplane::NetNs::named(&names.netns(names::ETCD))?;
-            ns.run(work)?
-        }
+    match netns {
+        None => work(),
+        Some(ns) => calico_dataplane::NetNs::named(ns)?.run(work)?,
     }
+}
+
+/// The datastore of a lab that is up, and the namespace to reach it from (etcd: the lab's
+/// etcd namespace; embedded: here).
+pub fn of_state(st: &State) -> (DatastoreConfig, Option<String>) {
+    match &st.etcd_endpoint {
+        None => (
+            DatastoreConfig::Embedded(EmbeddedConfig {
+                path: st.datastore.clone(),
+            }),
+            None,
+        ),
+        Some(ep) => (
+            DatastoreConfig::Etcd(EtcdConfig {
+                endpoints: vec![ep.clone()],
+                ..EtcdConfig::default()
+            }),
+            Some(LabNames::new(&st.lab).netns(names::ETCD)),
+        ),
+    }
+}
+
+/// Run `f` with the lab's datastore open (bounded connect).
+pub fn with_store<T, F, Fut>(st: &State, f: F) -> Result<T>
+where
+    T: Send,
+    F: FnOnce(Arc<dyn calico_datastore::Datastore>) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (config, netns) = of_state(st);
+    block_on_in(netns.as_deref(), || async move {
+        let ds = tokio::time::timeout(ETCD_READY_TIMEOUT, calico_datastore::connect(&config))
+            .await
+            .map_err(|_| anyhow!("opening the lab's datastore ({config:?}): timed out"))?
+            .with_context(|| format!("opening the lab's datastore ({config:?})"))?;
+        f(ds).await
+    })
+}
+
+/// `calico-lab apply`: create or replace every resource of `text` (YAML or JSON, several
+/// documents allowed; all parsed before the first write). Returns `Kind name` per resource.
+pub fn apply_text(st: &State, text: &str, origin: &str) -> Result<Vec<String>> {
+    let docs = calico_api::codec::parse_documents(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+    with_store(st, |ds| async move {
+        let store = ResourceStore::new(ds);
+        let mut applied = Vec::new();
+        for r in docs {
+            let what = format!("{:?} {}", r.kind(), r.name());
+            store
+                .apply(r)
+                .await
+                .with_context(|| format!("{origin}: applying {what}"))?;
+            applied.push(what);
+        }
+        Ok(applied)
+    })
 }
 
 async fn apply_async(topo: &Topology, config: &DatastoreConfig) -> Result<Vec<String>> {

@@ -27,13 +27,6 @@ use crate::topology::Topology;
 /// Test hook: SIGKILL ourselves after this many steps of `up` (simulates a crash mid-way).
 pub const CRASH_AFTER_ENV: &str = "CALICO_LAB_CRASH_AFTER_STEPS";
 
-/// `writeln!` into a String (cannot fail).
-macro_rules! outln {
-    ($out:expr, $($arg:tt)*) => {{
-        let _ = writeln!($out, $($arg)*);
-    }};
-}
-
 /// Left-aligned columns, two spaces apart.
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -111,14 +104,43 @@ fn execute(step: &Step) -> Result<()> {
 }
 
 /// The environment a node's calico-node will get (the datastore plus the topology's env).
-fn node_env(topo: &Topology, node: &crate::topology::Node, embedded: &Path) -> String {
-    let mut env = vec![("NODENAME".to_string(), node.name.clone())];
+fn node_env(
+    topo: &Topology,
+    node: &crate::topology::Node,
+    embedded: &Path,
+    state_dir: &Path,
+) -> String {
+    let mut env = vec![
+        ("NODENAME".to_string(), node.name.clone()),
+        (
+            "CALICO_STATE_DIR".to_string(),
+            state_dir.display().to_string(),
+        ),
+    ];
     env.extend(crate::datastore::node_vars(topo, embedded));
     env.extend(node.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
-pub fn up(root: &Root, file: &Path, agent: &NodeAgent) -> Result<()> {
+/// What `up` does after building the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpOptions {
+    /// How long to wait for Felix to program the seed-shaped block routes before printing.
+    pub converge_timeout: Duration,
+    /// Print the reachability matrices.
+    pub matrix: bool,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            converge_timeout: Duration::from_secs(20),
+            matrix: true,
+        }
+    }
+}
+
+pub fn up(root: &Root, file: &Path, agent: &NodeAgent, opts: UpOptions) -> Result<()> {
     let topo = Topology::load(file)?;
     let names = LabNames::new(&topo.name);
     if root.load(&topo.name)?.is_some() {
@@ -153,6 +175,7 @@ pub fn up(root: &Root, file: &Path, agent: &NodeAgent) -> Result<()> {
         datastore: datastore.clone(),
         etcd_endpoint: topo.datastore.etcd_endpoint(),
         processes: Vec::new(),
+        pods: Vec::new(),
     };
     root.save(&st)?;
     match build(root, &topo, &names, &mut st, file, agent) {
@@ -163,7 +186,10 @@ pub fn up(root: &Root, file: &Path, agent: &NodeAgent) -> Result<()> {
                     "\nno node agent started (calico-node not found next to calico-lab; \
                      pass --node-bin PATH to start one)"
                 );
+                return Ok(());
             }
+            println!();
+            crate::inspect::report(root, &topo.name, opts.converge_timeout, opts.matrix)?;
             Ok(())
         }
         Err(e) => {
@@ -215,7 +241,12 @@ fn build(
         std::fs::create_dir_all(&ndir)?;
         std::fs::write(
             ndir.join("calico-node.env"),
-            node_env(topo, n, &st.datastore),
+            node_env(
+                topo,
+                n,
+                &st.datastore,
+                &root.node_state_dir(&topo.name, &n.name),
+            ),
         )?;
     }
     if let NodeAgent::Binary(bin) = agent {
@@ -235,9 +266,61 @@ fn build(
             root.save(st)?;
         }
     }
+    if !topo.pods.is_empty() {
+        if let NodeAgent::Binary(_) = agent {
+            wait_started(root, topo, st)?;
+        }
+        for p in &topo.pods {
+            crate::pods::add(root, &topo.name, &p.node, &p.namespace, &p.name, &p.labels)?;
+        }
+        // pods::add saved the records; keep ours in step.
+        if let Some(saved) = root.load(&topo.name)? {
+            st.pods = saved.pods;
+        }
+    }
     st.complete = true;
     root.save(st)?;
     Ok(applied)
+}
+
+/// How long `up` waits for every calico-node to finish its startup.
+const NODE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wait until every node's calico-node wrote its `nodename` file (registration, tunnel
+/// addresses and MTU done), so pods get the node's MTU and the tunnel address comes first in
+/// the node's block, as in the seeds.
+fn wait_started(root: &Root, topo: &Topology, st: &State) -> Result<()> {
+    let deadline = std::time::Instant::now() + NODE_START_TIMEOUT;
+    for n in &topo.nodes {
+        let file = root.node_state_dir(&topo.name, &n.name).join("nodename");
+        while !file.is_file() {
+            let proc = st
+                .processes
+                .iter()
+                .find(|p| p.name == format!("calico-node {}", n.name));
+            if proc.is_some_and(|p| !sys::alive(p.pid)) {
+                bail!(
+                    "calico-node of {} exited during startup; see {}",
+                    n.name,
+                    root.node_dir(&topo.name, &n.name)
+                        .join("calico-node.log")
+                        .display()
+                );
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "calico-node of {} did not finish startup within {NODE_START_TIMEOUT:?}                      (no {}); see its log {}",
+                    n.name,
+                    file.display(),
+                    root.node_dir(&topo.name, &n.name)
+                        .join("calico-node.log")
+                        .display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
 }
 
 fn print_summary(topo: &Topology, names: &LabNames, st: &State, applied: &[String]) {
@@ -330,7 +413,7 @@ pub fn pick(root: &Root, lab: Option<&str>) -> Result<String> {
     }
 }
 
-fn load(root: &Root, lab: &str) -> Result<State> {
+pub(crate) fn load(root: &Root, lab: &str) -> Result<State> {
     root.load(lab)?.ok_or_else(|| {
         anyhow!(
             "lab {lab:?} has no state file {}; is it up?",
@@ -349,6 +432,15 @@ pub fn down(root: &Root, lab: &str) -> Result<()> {
             None
         }
     };
+    // Pods first, while the datastore and the nodes still exist: CNI DEL releases their
+    // addresses and removes the host-side veths; their namespaces go below in any case.
+    if let Some(st) = &st {
+        for p in st.pods.iter().rev() {
+            if let Err(e) = crate::pods::del_record(root, st, p) {
+                eprintln!("calico-lab: {e:#} (continuing)");
+            }
+        }
+    }
     let existing = sys::list_netns()?;
     // Reverse creation order (nodes before the switch), then anything found only by name.
     let mut netns: Vec<String> = st
@@ -415,95 +507,4 @@ pub fn down(root: &Root, lab: &str) -> Result<()> {
         pids.len()
     );
     Ok(())
-}
-
-/// The status report (returned, so the caller decides how to print it).
-pub fn status(root: &Root, lab: &str) -> Result<String> {
-    let mut out = String::new();
-    let st = load(root, lab)?;
-    let existing = sys::list_netns()?;
-    outln!(
-        out,
-        "lab {} (tag {}): {}; topology {}; datastore {}",
-        st.lab,
-        st.tag,
-        if st.complete {
-            "up"
-        } else {
-            "INCOMPLETE (up did not finish; run down)"
-        },
-        st.topology.display(),
-        st.etcd_endpoint
-            .clone()
-            .unwrap_or_else(|| st.datastore.display().to_string())
-    );
-    for n in &st.netns {
-        let role = st
-            .members
-            .iter()
-            .find(|m| &m.netns == n)
-            .map(|m| format!("{} {}", m.role, m.name))
-            .unwrap_or_else(|| "switch".into());
-        if !existing.contains(n) {
-            outln!(out, "\n{n} ({role}): MISSING");
-            continue;
-        }
-        outln!(out, "\n{n} ({role})");
-        let addrs = sys::ip_in(n, &sys::strs(&["-br", "addr", "show"]))?;
-        for l in addrs.lines() {
-            outln!(out, "  {l}");
-        }
-        let pids = sys::netns_pids(n)?;
-        if pids.is_empty() {
-            outln!(out, "  processes: none");
-        } else {
-            let ps: Vec<String> = pids
-                .iter()
-                .map(|p| format!("{} ({p})", sys::comm(*p)))
-                .collect();
-            outln!(out, "  processes: {}", ps.join(", "));
-        }
-    }
-    Ok(out)
-}
-
-/// Run CMD inside a node's namespace; returns its exit code.
-pub fn exec(root: &Root, lab: &str, target: &str, cmd: &[String]) -> Result<i32> {
-    if target.contains('/') {
-        bail!("{target}: pods (NAMESPACE/POD) are not created by calico-lab yet; name a node");
-    }
-    let st = load(root, lab)?;
-    let m = st.member(target).ok_or_else(|| {
-        let known: Vec<&str> = st.members.iter().map(|m| m.name.as_str()).collect();
-        anyhow!(
-            "lab {lab} has no node or router {target:?} (it has: {})",
-            known.join(", ")
-        )
-    })?;
-    let status = std::process::Command::new("ip")
-        .args(["netns", "exec", &m.netns])
-        .args(cmd)
-        .status()
-        .with_context(|| format!("running ip netns exec {} …", m.netns))?;
-    Ok(status.code().unwrap_or(128))
-}
-
-/// Ping every node from every other node; prints the matrix; true when all pairs answered.
-/// Pods join the endpoint list once the lab creates them.
-pub fn check(root: &Root, lab: &str) -> Result<bool> {
-    let st = load(root, lab)?;
-    let mut endpoints = Vec::new();
-    for m in st.nodes() {
-        let a = m
-            .address()
-            .ok_or_else(|| anyhow!("node {} has no address in the state file", m.name))?;
-        endpoints.push(crate::check::Endpoint {
-            name: m.name.clone(),
-            netns: m.netns.clone(),
-            address: a.to_string(),
-        });
-    }
-    let m = crate::check::Matrix::probe(&endpoints, crate::check::ping);
-    print!("{}", m.render());
-    Ok(m.all_ok())
 }

@@ -9,14 +9,22 @@
 //! - `agents`: per-node agents (calico-node) started in node namespaces, pids recorded.
 //! - `check`: the all-pairs reachability matrix (probe injected).
 //! - `datastore`: embedded file or etcd in the lab; resources applied; node variables.
-//! - `lab`: the commands (`up`, `down`, `status`, `check`, `exec`).
+//! - `lab`: `up` and `down`.
+//! - `nodes`: `node del` (pods, agent, IPAM, Node resource, namespace).
+//! - `pods`: pods through the real CNI plugins (`pod add`/`pod del`, `up`'s declared pods).
+//! - `report`: affinities, block routes (expected seed shapes and programmed), matrices.
+//! - `inspect`: `status`, `exec`, `check`, `report`.
 
 pub mod agents;
 pub mod check;
 pub mod datastore;
+pub mod inspect;
 pub mod lab;
 pub mod names;
+pub mod nodes;
 pub mod plan;
+pub mod pods;
+pub mod report;
 pub mod state;
 pub mod sys;
 pub mod topology;

@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use calico_lab::{agents, lab, state};
+use std::time::Duration;
+
+use calico_lab::{agents, inspect, lab, pods, state};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -36,21 +38,85 @@ enum Command {
         /// Start no node agent: only the network.
         #[arg(long, conflicts_with = "node_bin")]
         no_node: bool,
+        /// Seconds to wait for the pod-block routes to take the seed shapes before printing.
+        #[arg(long, default_value_t = 20)]
+        wait: u64,
+        /// Do not probe the pod reachability matrix after `up`.
+        #[arg(long)]
+        no_matrix: bool,
+    },
+    /// Create or remove a pod (a namespace wired by the calico CNI plugin in its node).
+    Pod {
+        #[command(subcommand)]
+        action: PodAction,
+    },
+    /// Remove a node from the cluster (its pods, agent, IPAM blocks, Node resource, namespace).
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
+    /// Create or replace Calico resources in the lab's datastore (like `calicoctl apply -f`).
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Then wait up to this many seconds for the block routes and print the report.
+        #[arg(long)]
+        wait: Option<u64>,
+    },
+    /// Block affinities, every node's pod-block routes, pods, and the pod reachability matrix.
+    Report {
+        /// Seconds to wait for the routes to take the seed shapes first.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
     },
     /// Show the lab's namespaces, links, addresses and processes.
     Status,
-    /// Run CMD inside a node's namespace (NAMESPACE/POD is reserved for pods).
+    /// Run CMD inside a node's, router's or pod's (NAMESPACE/POD) namespace.
     Exec {
         target: String,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
-    /// Ping every node address from every other node (1 s bound per ping).
+    /// All-pairs reachability: nodes (ICMP), then pods (ICMP and TCP); exit 1 if a pair fails.
     Check,
     /// Remove everything the lab created, also after a crash of `up`.
     Down { name: Option<String> },
     /// Check a topology file without creating anything.
     Validate { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum NodeAction {
+    /// Delete NODE of LAB as upstream's node controller cleans up a deleted node.
+    Del { lab: String, node: String },
+}
+
+#[derive(Subcommand)]
+enum PodAction {
+    /// Create pod POD on NODE of LAB (a namespace, then CNI ADD run in the node).
+    Add {
+        lab: String,
+        node: String,
+        pod: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Pod labels, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Remove pod POD of LAB (CNI DEL, then its namespace).
+    Del {
+        lab: String,
+        pod: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?}: labels are KEY=VALUE"))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -60,22 +126,93 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             node_bin,
             no_node,
+            wait,
+            no_matrix,
         } => {
             let agent = agents::resolve_node_agent(node_bin.as_deref(), no_node)?;
-            lab::up(&root, &file, &agent)?;
+            let opts = lab::UpOptions {
+                converge_timeout: Duration::from_secs(wait),
+                matrix: !no_matrix,
+            };
+            lab::up(&root, &file, &agent, opts)?;
+        }
+        Command::Pod { action } => match action {
+            PodAction::Add {
+                lab,
+                node,
+                pod,
+                namespace,
+                labels,
+            } => {
+                let labels = labels.into_iter().collect();
+                let rec = pods::add(&root, &lab, &node, &namespace, &pod, &labels)?;
+                println!(
+                    "pod {} on {} is up: {} in {}",
+                    rec.key(),
+                    rec.node,
+                    rec.address.as_deref().unwrap_or("(no address)"),
+                    rec.netns
+                );
+            }
+            PodAction::Del {
+                lab,
+                pod,
+                namespace,
+            } => {
+                pods::del(&root, &lab, &namespace, &pod)?;
+                println!("pod {namespace}/{pod} removed");
+            }
+        },
+        Command::Node {
+            action: NodeAction::Del { lab, node },
+        } => {
+            let r = calico_lab::nodes::del(&root, &lab, &node)?;
+            println!(
+                "node {node} removed: {} pod(s), {} process(es), block affinities released: {}",
+                r.pods,
+                r.processes,
+                if r.blocks.is_empty() {
+                    "none".into()
+                } else {
+                    r.blocks.join(", ")
+                }
+            );
+        }
+        Command::Apply { file, wait } => {
+            let lab = lab::pick(&root, cli.lab.as_deref())?;
+            let st = root
+                .load(&lab)?
+                .ok_or_else(|| anyhow::anyhow!("lab {lab:?} is not up"))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let applied =
+                calico_lab::datastore::apply_text(&st, &text, &file.display().to_string())?;
+            println!("applied {}", applied.join(", "));
+            if let Some(w) = wait {
+                println!();
+                if !inspect::report(&root, &lab, Duration::from_secs(w), true)? {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Report { wait } => {
+            let lab = lab::pick(&root, cli.lab.as_deref())?;
+            if !inspect::report(&root, &lab, Duration::from_secs(wait), true)? {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Status => {
-            let text = lab::status(&root, &lab::pick(&root, cli.lab.as_deref())?)?;
+            let text = inspect::status(&root, &lab::pick(&root, cli.lab.as_deref())?)?;
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::stdout().write_all(text.as_bytes());
         }
         Command::Exec { target, cmd } => {
             let lab = lab::pick(&root, cli.lab.as_deref())?;
-            let code = lab::exec(&root, &lab, &target, &cmd)?;
+            let code = inspect::exec(&root, &lab, &target, &cmd)?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
         Command::Check => {
-            if !lab::check(&root, &lab::pick(&root, cli.lab.as_deref())?)? {
+            if !inspect::check(&root, &lab::pick(&root, cli.lab.as_deref())?)? {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -15,6 +15,8 @@ pub const DEFAULT_ROOT: &str = "/run/calico-lab";
 pub const STATE_FILE: &str = "state.json";
 pub const DATASTORE_FILE: &str = "datastore.db";
 pub const TOPOLOGY_COPY: &str = "topology.yaml";
+/// Under a node's directory: calico-node's state directory (upstream's /var/lib/calico).
+pub const NODE_STATE_SUBDIR: &str = "calico";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -79,6 +81,32 @@ pub struct State {
     pub etcd_endpoint: Option<String>,
     #[serde(default)]
     pub processes: Vec<Process>,
+    /// Pods created through the CNI plugin, recorded before their namespace is created.
+    #[serde(default)]
+    pub pods: Vec<PodRecord>,
+}
+
+/// A pod: its namespace, where its CNI invocations ran, and what the plugin gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    /// Kubernetes namespace (`K8S_POD_NAMESPACE`).
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    /// The pod's network namespace (`/run/netns/<netns>` is `CNI_NETNS`).
+    pub netns: String,
+    /// `CNI_CONTAINERID` (also the IPAM handle's suffix).
+    pub container_id: String,
+    /// The address from the ADD result, once the plugin returned it.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+impl PodRecord {
+    /// `NAMESPACE/NAME`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
 }
 
 impl State {
@@ -89,6 +117,12 @@ impl State {
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)
     }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodRecord> {
+        self.pods
+            .iter()
+            .find(|p| p.namespace == namespace && p.name == name)
+    }
 }
 
 /// The directory holding every lab's state directory.
@@ -98,6 +132,16 @@ pub struct Root(pub PathBuf);
 impl Root {
     pub fn lab_dir(&self, lab: &str) -> PathBuf {
         self.0.join(lab)
+    }
+
+    /// A node's directory: its agent's env, log and pid files, the CNI configuration and log.
+    pub fn node_dir(&self, lab: &str, node: &str) -> PathBuf {
+        self.lab_dir(lab).join(node)
+    }
+
+    /// calico-node's `CALICO_STATE_DIR` for `node` (its `mtu` and `nodename` files).
+    pub fn node_state_dir(&self, lab: &str, node: &str) -> PathBuf {
+        self.node_dir(lab, node).join(NODE_STATE_SUBDIR)
     }
 
     pub fn state_file(&self, lab: &str) -> PathBuf {

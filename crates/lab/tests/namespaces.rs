@@ -6,131 +6,14 @@
 //! counter, time) and its own state directory, and a guard runs `down` even when it fails.
 //! Traffic goes only to addresses inside the namespaces these labs create.
 
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use calico_lab::names::LabNames;
-
-const BIN: &str = env!("CARGO_BIN_EXE_calico-lab");
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests create network namespaces and need root; run them as root (CI does)"
-    );
-    let ok = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "these tests need iproute2 (`ip`); install it (scripts/install-deps.sh)"
-    );
-}
-
-fn unique_name(prefix: &str) -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() % 100_000)
-        .unwrap_or(0);
-    format!(
-        "{prefix}{}-{}-{secs}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn netns_of_lab(names: &LabNames) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| names.owns_netns(n) || n.contains(names.tag()))
-        .map(str::to_string)
-        .collect()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// One lab of one test: its name, state directory and topology file; `down` on drop.
-struct Lab {
-    name: String,
-    names: LabNames,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new(prefix: &str) -> Lab {
-        require_root();
-        let name = unique_name(prefix);
-        let dir = tempfile::tempdir().expect("temp dir");
-        Lab {
-            names: LabNames::new(&name),
-            name,
-            dir,
-        }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.env("CALICO_LAB_STATE_DIR", self.state_dir())
-            .env_remove("CALICO_LAB")
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run calico-lab")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "calico-lab {args:?} failed: {}",
-            text(&o)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn write_topology(&self, body: &str) -> PathBuf {
-        let path = self.dir.path().join("topology.yaml");
-        std::fs::write(&path, format!("name: {}\n{body}", self.name)).expect("write topology");
-        path
-    }
-
-    fn netns(&self) -> Vec<String> {
-        netns_of_lab(&self.names)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.run(&["down", &self.name]);
-        // Last resort if `down` itself is broken: remove by name, so no test leaves debris.
-        for n in self.netns() {
-            let _ = Command::new("ip").args(["netns", "del", &n]).status();
-        }
-    }
-}
+use common::*;
 
 const FOUR_NODES: &str = "
 subnets:
