@@ -9,7 +9,8 @@
 //!   `<block> via <owner's VTEP> dev vxlan.calico onlink`;
 //! - remote block, `CrossSubnet` with the owner in the node's subnet:
 //!   `<block> via <owner's address> dev <uplink> proto 80 onlink`;
-//! - remote block of a pool without encapsulation: no Felix route (BGP's, later).
+//! - no Felix route at all for a pool without encapsulation, own block included: those are
+//!   BGP's (`proto bird` in seed 002; the BGP issue).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -130,6 +131,10 @@ impl Snapshot {
             let Some((_, _, mode)) = self.pool_of(&a.cidr) else {
                 continue;
             };
+            if *mode == EncapMode::Never {
+                // BGP's, own blackhole included (`proto bird` in seed 002).
+                continue;
+            }
             if a.host == node {
                 routes.insert(format!("blackhole {} proto 80", a.cidr));
                 continue;
@@ -140,10 +145,9 @@ impl Snapshot {
                 _ => false,
             };
             let route = match mode {
-                EncapMode::Never => continue,
                 EncapMode::CrossSubnet if same_subnet => addr
                     .map(|o| format!("{} via {} dev {uplink} proto 80 onlink", a.cidr, o.addr())),
-                EncapMode::Always | EncapMode::CrossSubnet => {
+                EncapMode::Never | EncapMode::Always | EncapMode::CrossSubnet => {
                     vtep.map(|v| format!("{} via {v} dev vxlan.calico onlink", a.cidr))
                 }
             };
