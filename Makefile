@@ -10,8 +10,8 @@ deps:
 build: deps
 	$(CARGO) build --workspace --locked --release
 
-# The main job (until calico-lab lands): seed 000's IPPool applied to an embedded datastore,
-# then listed as upstream's `calicoctl get ippool -o wide` does.
+# The main job: seed 000 as a lab in network namespaces (calico-lab up, print, down), from the
+# release binaries `build` makes.
 demo: build
 	@bash scripts/demo.sh
 

@@ -121,8 +121,17 @@ const SEED000: Placement = &[
 
 #[test]
 fn seed000_crosssubnet_routes_have_the_seed_shapes_and_every_pod_pair_answers() {
-    let lab = Lab::new("s0");
-    let out = lab.up_with_agents(&lab.example("seed000-crosssubnet.yaml"));
+    seed000("s0", "seed000-crosssubnet.yaml");
+}
+
+#[test]
+fn seed000_with_etcd_inside_the_lab() {
+    seed000("s0e", "seed000-crosssubnet-etcd.yaml");
+}
+
+fn seed000(prefix: &str, example: &str) {
+    let lab = Lab::new(prefix);
+    let out = lab.up_with_agents(&lab.example(example));
     let blocks = blocks(&out, SEED000);
     assert_routes(&lab, SEED000, &blocks, "192.168.0.0/16", true);
     // k01-worker3 (other subnet) and the others all have the VTEP device, MTU 1450, with the
