@@ -313,7 +313,7 @@ pods:
 ";
 
 #[test]
-fn uplink_mtu_9000_gives_pods_8950_and_a_deleted_node_leaves_the_others_routes() {
+fn jumbo_uplink_gives_pods_8950_pods_come_and_go_a_mute_pod_fails_check_a_deleted_node_leaves() {
     let nodes: Placement = &[
         ("n1", "10.20.0.11", "jumbo"),
         ("n2", "10.20.0.12", "jumbo"),
@@ -341,6 +341,29 @@ fn uplink_mtu_9000_gives_pods_8950_and_a_deleted_node_leaves_the_others_routes()
     );
     assert_all_pods_reach(&lab.ok(&["check"]), 4);
     lab.ok(&["pod", "del", &lab.name, "p4"]);
+
+    // A pod that cannot answer fails `check`: its row and column (ICMP and TCP), nothing else.
+    lab.ok(&["exec", "default/p2", "--", "ip", "route", "del", "default"]);
+    let o = lab.run(&["check"]);
+    assert!(!o.status.success(), "check must fail: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let pods = out.split("pod reachability").nth(1).unwrap_or_default();
+    assert_eq!(pods.matches("FAIL(icmp,tcp)").count(), 4, "{out}");
+    assert_eq!(pods.matches(" ok").count(), 2, "{out}");
+    lab.ok(&[
+        "exec",
+        "default/p2",
+        "--",
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+    ]);
+    assert_all_pods_reach(&lab.ok(&["check"]), 3);
 
     let out = lab.ok(&["node", "del", &lab.name, "n3"]);
     assert!(out.contains("n3"), "{out}");
