@@ -2,24 +2,21 @@
 //! readiness 503 → 200, metrics, VXLAN tunnel address and MTU file, the runtime reaction to a
 //! pool's vxlanMode switch, and clean exits on SIGTERM/SIGINT. Needs root (fails loudly).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use calico_api::Resource;
 use calico_api::naming::vxlan_tunnel_mac;
 use calico_api::resources::{EncapMode, Node};
-use calico_api::{Kind, Resource};
 use calico_dataplane::testns::TestNetns;
-use calico_datastore::config::EmbeddedConfig;
+use calico_datastore::Datastore;
 use calico_datastore::resources::ResourceStore;
-use calico_datastore::{Datastore, DatastoreConfig};
 use calico_node::startup;
-
-const BIN: &str = env!("CARGO_BIN_EXE_calico-node");
+use common::{NodeProc, eventually, get};
 
 /// A namespace with `lo` and an uplink `eth0` (a veth whose peer stays in the namespace).
 fn node_ns(addr: &str, mtu: u32) -> TestNetns {
@@ -35,118 +32,12 @@ fn node_ns(addr: &str, mtu: u32) -> TestNetns {
     ns
 }
 
-/// The running binary; killed on drop so a failing test leaves nothing behind.
-struct NodeProc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl NodeProc {
-    fn spawn(ns: &TestNetns, dir: &Path, env: &[(&str, &str)]) -> Result<NodeProc> {
-        let log = dir.join("calico-node.log");
-        let err = std::fs::File::create(&log)?;
-        let db = dir.join("datastore.db");
-        let state = dir.join("state");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), BIN])
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .env("NODENAME", "node-a")
-            .env("DATASTORE_TYPE", "embedded")
-            .env("EMBEDDED_DATASTORE_PATH", &db)
-            .env("CALICO_STATE_DIR", &state)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .context("spawn calico-node")?;
-        Ok(NodeProc { child, log })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) -> Result<()> {
-        let st = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()?;
-        if !st.success() {
-            bail!("kill {sig} failed");
-        }
-        Ok(())
-    }
-
-    fn wait(&mut self, limit: Duration) -> Result<ExitStatus> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait()? {
-                return Ok(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!(
-            "calico-node did not exit within {limit:?}; log:\n{}",
-            self.log()
-        )
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One GET inside the namespace: status code and body; `None` when nothing answers.
-fn get(ns: &TestNetns, port: u16, path: &str) -> Result<Option<(u16, String)>> {
-    let path = path.to_string();
-    Ok(ns.open().run(move || {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let code = text.split_whitespace().nth(1)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n").map(|b| b.1.to_string())?;
-        Some((code, body))
-    })?)
-}
-
-/// Polls `f` every 50 ms until it returns Some, at most `limit`.
-fn eventually<T>(
-    limit: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f()? {
-            return Ok(v);
-        }
-        if Instant::now() > end {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 async fn open_store(dir: &Path) -> Result<(Arc<dyn Datastore>, ResourceStore)> {
-    let ds = calico_datastore::connect(&DatastoreConfig::Embedded(EmbeddedConfig {
-        path: dir.join("datastore.db"),
-    }))
-    .await?;
-    Ok((ds.clone(), ResourceStore::new(ds)))
+    common::open_store(&dir.join("datastore.db")).await
 }
 
 async fn node(store: &ResourceStore) -> Result<Node> {
-    match store.get(Kind::Node, None, "node-a").await? {
-        Resource::Node(n) => Ok(n),
-        other => bail!("not a node: {other:?}"),
-    }
+    common::node(store, "node-a").await
 }
 
 fn state(dir: &Path, name: &str) -> String {
@@ -195,6 +86,18 @@ async fn readiness_vxlan_runtime_switch_and_sigterm() -> Result<()> {
     assert_eq!(n.spec.vxlan_tunnel_mac_addr, vxlan_tunnel_mac("node-a"));
     assert_eq!(state(dir.path(), "mtu"), "1450");
     assert_eq!(state(dir.path(), "nodename"), "node-a");
+    // Felix created the device (readiness waits for its first pass).
+    let link = ns.ip(&["-d", "link", "show", "vxlan.calico"]);
+    assert!(
+        link.contains("mtu 1450")
+            && link.contains("vxlan id 4096")
+            && link.contains("dstport 4789"),
+        "{link}"
+    );
+    assert!(
+        ns.ip(&["-4", "addr", "show", "dev", "vxlan.calico"])
+            .contains(&format!("{tunnel}/32"))
+    );
 
     let (code, metrics) = get(&ns, 9091, "/metrics")?.context("metrics endpoint")?;
     assert_eq!(code, 200);
@@ -220,6 +123,9 @@ async fn readiness_vxlan_runtime_switch_and_sigterm() -> Result<()> {
         let n = node(&store).await?;
         if n.spec.ipv4_vxlan_tunnel_addr.is_empty() && state(dir.path(), "mtu") == "1500" {
             assert!(n.spec.vxlan_tunnel_mac_addr.is_empty());
+            eventually(Duration::from_secs(5), "vxlan.calico removed", || {
+                Ok((!ns.ip(&["link", "show"]).contains("vxlan.calico")).then_some(()))
+            })?;
             break;
         }
         if Instant::now() > end {

@@ -1,0 +1,481 @@
+//! calico-node programs the dataplane: node namespaces on one switch (two subnets, as seed 000),
+//! the real binary per node sharing an embedded datastore, workloads from IPAM. Checks the route
+//! shapes of calico-behaviour.md and the seeds exactly, a live pool switch Never → Always →
+//! Never, a deleted node's routes going away, the convergence time of a new remote block, and
+//! that SIGKILL + restart leaves every still-wanted route untouched (watched with
+//! `ip monitor route`) while stale owned routes go. Needs root (fails loudly otherwise).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use calico_api::resources::EncapMode;
+use calico_api::{Kind, Resource};
+use calico_dataplane::testns::TestNetns;
+use calico_dataplane::{Family, Netlink, RouteFilter, Rtnl};
+use calico_datastore::resources::ResourceStore;
+use calico_ipam::Ipam;
+use common::*;
+use ipnet::IpNet;
+
+/// One node of a cluster under test.
+struct TestNode {
+    name: String,
+    ns: TestNetns,
+    addr: IpAddr,
+    subnet: IpNet,
+    proc: NodeProc,
+    dir: std::path::PathBuf,
+}
+
+/// A switch, nodes on it, and the datastore they share.
+struct Cluster {
+    nodes: Vec<TestNode>,
+    store: ResourceStore,
+    ipam: Ipam,
+    db: std::path::PathBuf,
+    _sw: TestNetns,
+    _dir: tempfile::TempDir,
+}
+
+const ENV: [(&str, &str); 3] = [
+    ("NO_DEFAULT_POOLS", "true"),
+    ("IP_AUTODETECTION_METHOD", "interface=eth1"),
+    ("FELIX_ROUTEREFRESHINTERVAL", "30"),
+];
+
+impl Cluster {
+    /// `nodes`: (name, address/24); the switch gets `.1` of every subnet. `pools` are created
+    /// before any node starts.
+    async fn start(
+        net: u8,
+        nodes: &[(&str, &str)],
+        pools: Vec<calico_api::resources::IPPool>,
+    ) -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("datastore.db");
+        let (ds, store) = open_store(&db).await?;
+        for p in pools {
+            store.create(Resource::IPPool(p)).await?;
+        }
+        let mut gws: Vec<String> = nodes
+            .iter()
+            .map(|(_, a)| {
+                let n: IpNet = a.parse().expect("literal");
+                format!("{}/{}", gw_of(&n), n.prefix_len())
+            })
+            .collect();
+        gws.sort();
+        gws.dedup();
+        let sw = switch(&gws.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        for (i, (name, cidr)) in nodes.iter().enumerate() {
+            let n: IpNet = cidr.parse()?;
+            let ns = attach(&sw, &format!("p{net}-{i}"), cidr, &gw_of(&n).to_string());
+            let ndir = dir.path().join(name);
+            let proc = NodeProc::spawn_node(&ns, name, &db, &ndir, &ENV)?;
+            out.push(TestNode {
+                name: name.to_string(),
+                ns,
+                addr: n.addr(),
+                subnet: n.trunc(),
+                proc,
+                dir: ndir,
+            });
+        }
+        for n in &out {
+            wait_ready(&n.ns, &n.proc)?;
+        }
+        Ok(Cluster {
+            nodes: out,
+            ipam: Ipam::new(ds),
+            store,
+            db,
+            _sw: sw,
+            _dir: dir,
+        })
+    }
+
+    fn node(&self, name: &str) -> &TestNode {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("node of the test")
+    }
+
+    async fn vtep(&self, name: &str) -> Result<String> {
+        let n = node(&self.store, name).await?;
+        if n.spec.ipv4_vxlan_tunnel_addr.is_empty() {
+            bail!("{name} has no VXLAN tunnel address");
+        }
+        Ok(n.spec.ipv4_vxlan_tunnel_addr)
+    }
+
+    /// The routes node `at` should have for the pool, given one workload per node
+    /// (`pods`: node → (address, interface)), per calico-behaviour.md for `mode`.
+    async fn expected(
+        &self,
+        at: &str,
+        pods: &BTreeMap<String, (IpAddr, String)>,
+        mode: EncapMode,
+    ) -> Result<Vec<String>> {
+        let me = self.node(at);
+        let mut want = Vec::new();
+        for (name, (ip, iface)) in pods {
+            let block = block_of(*ip, 26)?;
+            let other = self.node(name);
+            if name == at {
+                want.push(format!("{ip} dev {iface} scope link"));
+                if mode != EncapMode::Never {
+                    want.push(format!("blackhole {block} proto 80"));
+                }
+                continue;
+            }
+            match mode {
+                EncapMode::Never => {}
+                EncapMode::CrossSubnet if me.subnet.contains(&other.addr) => want.push(format!(
+                    "{block} via {} dev eth1 proto 80 onlink",
+                    other.addr
+                )),
+                _ => want.push(format!(
+                    "{block} via {} dev vxlan.calico onlink",
+                    self.vtep(name).await?
+                )),
+            }
+        }
+        Ok(want)
+    }
+}
+
+fn gw_of(n: &IpNet) -> IpAddr {
+    let base = match n.trunc().addr() {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(_) => 0,
+    };
+    IpAddr::V4((base + 1).into())
+}
+
+async fn one_pod_each(
+    c: &Cluster,
+    pool: Option<&str>,
+) -> Result<BTreeMap<String, (IpAddr, String)>> {
+    let mut pods = BTreeMap::new();
+    for n in &c.nodes {
+        let pod = format!("pod-{}", n.name);
+        let got = add_workload(&c.store, &c.ipam, &n.ns, &n.name, &pod, pool).await?;
+        pods.insert(n.name.clone(), got);
+    }
+    Ok(pods)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crosssubnet_routes_like_seed_000_and_a_deleted_node_disappears() -> Result<()> {
+    let c = Cluster::start(
+        1,
+        &[
+            ("cs-a", "10.31.10.11/24"),
+            ("cs-b", "10.31.10.12/24"),
+            ("cs-c", "10.31.20.11/24"),
+        ],
+        vec![pool("cs", "10.65.0.0/16", EncapMode::CrossSubnet, 26)],
+    )
+    .await?;
+    let pods = one_pod_each(&c, None).await?;
+    for n in &c.nodes {
+        let want = c.expected(&n.name, &pods, EncapMode::CrossSubnet).await?;
+        wait_routes(&n.ns, "10.65.", &want, &format!("{} routes", n.name))
+            .with_context(|| n.proc.log())?;
+    }
+
+    // The device, its neighbours and FDB entries, forwarding, and the NAT table on cs-a.
+    let a = c.node("cs-a");
+    let link = a.ns.ip(&["-d", "link", "show", "vxlan.calico"]);
+    for part in [
+        "mtu 1450",
+        "vxlan id 4096",
+        "local 10.31.10.11",
+        "dev eth1",
+        "dstport 4789",
+    ] {
+        assert!(link.contains(part), "{part} missing in {link}");
+    }
+    let vtep_c = c.vtep("cs-c").await?;
+    let mac_c = node(&c.store, "cs-c").await?.spec.vxlan_tunnel_mac_addr;
+    let neigh = a.ns.ip(&["neigh", "show", "dev", "vxlan.calico"]);
+    assert!(
+        neigh.contains(&format!("{vtep_c} lladdr {mac_c} PERMANENT")),
+        "{neigh}"
+    );
+    let fdb = a.ns.exec(&["bridge", "fdb", "show", "dev", "vxlan.calico"]);
+    assert!(
+        fdb.contains(&format!("{mac_c} dst 10.31.20.11 self permanent")),
+        "{fdb}"
+    );
+    assert_eq!(
+        a.ns.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "1"
+    );
+    let (_, iface_a) = &pods["cs-a"];
+    assert_eq!(
+        a.ns.exec(&[
+            "cat",
+            &format!("/proc/sys/net/ipv4/conf/{iface_a}/proxy_arp")
+        ])
+        .trim(),
+        "1"
+    );
+    let nft = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            a.ns.name(),
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "calico-nat",
+        ])
+        .output()?;
+    let nft = String::from_utf8_lossy(&nft.stdout);
+    assert!(
+        nft.contains("10.65.0.0/16") && nft.contains("masquerade"),
+        "calico-nat table: {nft}\nlog:\n{}",
+        a.proc.log()
+    );
+
+    // Convergence: a block newly affine to cs-b (first pod of a /32-block pool without tunnel
+    // use) until cs-a's route to it is in the kernel, watched over netlink every 1 ms.
+    let mut p2 = pool("conv", "10.66.0.0/16", EncapMode::Always, 32);
+    p2.spec.allowed_uses = Some(vec![calico_api::resources::AllowedUse::Workload]);
+    c.store.create(Resource::IPPool(p2)).await?;
+    let b = c.node("cs-b");
+    let mut rtnl = Netlink::open_in(&a.ns.open())?;
+    let (mut total, mut after_write) = (Vec::new(), Vec::new());
+    for i in 0..20 {
+        let t0 = Instant::now();
+        let pod = format!("conv-{i}");
+        let (ip, _) = add_workload(&c.store, &c.ipam, &b.ns, "cs-b", &pod, Some("conv")).await?;
+        let written = Instant::now();
+        let dst = IpNet::from(ip);
+        loop {
+            let have = rtnl.routes(&RouteFilter::main(Family::V4))?;
+            if have.iter().any(|r| r.dst == dst) {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(5) {
+                bail!("no route to {dst} on cs-a after 5 s:\n{}", a.proc.log());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        total.push(t0.elapsed());
+        after_write.push(written.elapsed());
+    }
+    total.sort();
+    after_write.sort();
+    eprintln!(
+        "new remote block → route on another node, 20 runs: from the allocation's start p50 {:?} \
+         max {:?}; from the WorkloadEndpoint write p50 {:?} max {:?}",
+        total[10], total[19], after_write[10], after_write[19]
+    );
+    assert!(total[10] < Duration::from_millis(500), "{total:?}");
+    let vtep_b = c.vtep("cs-b").await?;
+    assert!(
+        routes(&a.ns, "10.66.")
+            .iter()
+            .all(|l| l.ends_with(&format!("via {vtep_b} dev vxlan.calico onlink"))),
+        "{:?}",
+        routes(&a.ns, "10.66.")
+    );
+
+    // cs-c deleted: its routes, neighbour and FDB entry go from the others (its blocks stay
+    // affine to it until IPAM is cleaned up; without the Node there is nowhere to send them).
+    c.store.delete(Kind::Node, None, "cs-c", None).await?;
+    let mut without_c = pods.clone();
+    without_c.remove("cs-c");
+    for n in c.nodes.iter().filter(|n| n.name != "cs-c") {
+        let want = c
+            .expected(&n.name, &without_c, EncapMode::CrossSubnet)
+            .await?;
+        wait_routes(
+            &n.ns,
+            "10.65.",
+            &want,
+            &format!("{} routes without cs-c", n.name),
+        )?;
+    }
+    eventually(Duration::from_secs(5), "cs-c's neighbour gone", || {
+        Ok((!a
+            .ns
+            .ip(&["neigh", "show", "dev", "vxlan.calico"])
+            .contains(&vtep_c))
+        .then_some(()))
+    })?;
+    assert!(
+        !a.ns
+            .exec(&["bridge", "fdb", "show", "dev", "vxlan.calico"])
+            .contains(&mac_c)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_switch_never_always_never_converges_without_restart() -> Result<()> {
+    let c = Cluster::start(
+        2,
+        &[("sw-a", "10.32.10.11/24"), ("sw-b", "10.32.10.12/24")],
+        vec![pool("sw", "10.67.0.0/16", EncapMode::Never, 26)],
+    )
+    .await?;
+    let pods = one_pod_each(&c, None).await?;
+    let pids: Vec<u32> = c.nodes.iter().map(|n| n.proc.pid()).collect();
+    for n in &c.nodes {
+        let want = c.expected(&n.name, &pods, EncapMode::Never).await?;
+        wait_routes(&n.ns, "10.67.", &want, "Never: workload routes only")?;
+        assert!(!n.ns.ip(&["link", "show"]).contains("vxlan.calico"));
+    }
+
+    set_vxlan_mode(&c.store, "sw", EncapMode::Always).await?;
+    for n in &c.nodes {
+        let end = Instant::now() + Duration::from_secs(10);
+        while c.vtep(&n.name).await.is_err() {
+            if Instant::now() > end {
+                bail!("{} got no tunnel address:\n{}", n.name, n.proc.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for n in &c.nodes {
+        let want = c.expected(&n.name, &pods, EncapMode::Always).await?;
+        wait_routes(&n.ns, "10.67.", &want, "Always: via vxlan.calico")
+            .with_context(|| n.proc.log())?;
+    }
+
+    set_vxlan_mode(&c.store, "sw", EncapMode::Never).await?;
+    for n in &c.nodes {
+        let want = c.expected(&n.name, &pods, EncapMode::Never).await?;
+        wait_routes(&n.ns, "10.67.", &want, "back to Never")?;
+        eventually(Duration::from_secs(5), "vxlan.calico removed", || {
+            Ok((!n.ns.ip(&["link", "show"]).contains("vxlan.calico")).then_some(()))
+        })?;
+    }
+    let mut nodes = c.nodes;
+    for (n, pid) in nodes.iter_mut().zip(pids) {
+        assert!(
+            n.proc.running() && n.proc.pid() == pid,
+            "{} restarted",
+            n.name
+        );
+    }
+    Ok(())
+}
+
+/// `ip monitor route` in a namespace, writing to a file until dropped.
+struct Monitor {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Monitor {
+    fn start(ns: &TestNetns, out: std::path::PathBuf) -> Result<Monitor> {
+        let file = std::fs::File::create(&out)?;
+        let child = Command::new("ip")
+            .args(["-n", ns.name(), "monitor", "route"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn ip monitor route")?;
+        // Let it subscribe before anything happens.
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(Monitor { child, out })
+    }
+
+    fn stop(mut self) -> Result<Vec<String>> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok(std::fs::read_to_string(&self.out)?
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_touch_no_wanted_route_and_remove_stale_ones() -> Result<()> {
+    let mut c = Cluster::start(
+        3,
+        &[
+            ("rs-a", "10.33.10.11/24"),
+            ("rs-b", "10.33.10.12/24"),
+            ("rs-c", "10.33.20.11/24"),
+        ],
+        vec![pool("rs", "10.68.0.0/16", EncapMode::CrossSubnet, 26)],
+    )
+    .await?;
+    let pods = one_pod_each(&c, None).await?;
+    let want_before = c.expected("rs-a", &pods, EncapMode::CrossSubnet).await?;
+    let a = c.node("rs-a");
+    wait_routes(&a.ns, "10.68.", &want_before, "rs-a routes before the kill")?;
+    let before_all = a.ns.ip(&["route", "show"]);
+    let vxlan_before = a.ns.ip(&["-o", "link", "show", "vxlan.calico"]);
+    let neigh_before = a.ns.ip(&["neigh", "show", "dev", "vxlan.calico"]);
+
+    let a = c
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "rs-a")
+        .context("rs-a")?;
+    a.proc.kill()?;
+    // Left behind while it was down: ours by protocol, wanted by nobody.
+    a.ns.ip(&["route", "add", "blackhole", "10.68.250.0/26", "proto", "80"]);
+    let monitor = Monitor::start(&a.ns, a.dir.join("monitor.txt"))?;
+    a.proc = NodeProc::spawn_node(&a.ns, "rs-a", &c.db, &a.dir, &ENV)?;
+    wait_ready(&a.ns, &a.proc)?;
+    // Readiness follows the first dataplane pass; give a late change a chance to show.
+    std::thread::sleep(Duration::from_millis(300));
+    let events = monitor.stop()?;
+    assert_eq!(
+        events,
+        ["Deleted blackhole 10.68.250.0/26 proto 80"],
+        "the restart may only remove the stale route; log:\n{}",
+        a.proc.log()
+    );
+    let after_all = a.ns.ip(&["route", "show"]);
+    assert_eq!(after_all, before_all, "routes changed across the restart");
+    let mut lines: Vec<&str> = after_all.lines().collect();
+    let n = lines.len();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), n, "duplicate routes: {after_all}");
+    assert_eq!(
+        a.ns.ip(&["-o", "link", "show", "vxlan.calico"]),
+        vxlan_before,
+        "vxlan.calico was recreated"
+    );
+    assert_eq!(
+        a.ns.ip(&["neigh", "show", "dev", "vxlan.calico"]),
+        neigh_before
+    );
+
+    // Still live after the restart: a new pod on rs-a gets its route, and the restarted node's
+    // routes are still right on a peer.
+    let a = c.node("rs-a");
+    let (ip, iface) = add_workload(&c.store, &c.ipam, &a.ns, "rs-a", "late", None).await?;
+    let mut want = want_before;
+    want.push(format!("{ip} dev {iface} scope link"));
+    wait_routes(&a.ns, "10.68.", &want, "rs-a routes after the restart")?;
+    let want_c = c.expected("rs-c", &pods, EncapMode::CrossSubnet).await?;
+    wait_routes(&c.node("rs-c").ns, "10.68.", &want_c, "rs-c routes")?;
+    Ok(())
+}
