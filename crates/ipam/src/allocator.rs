@@ -2,19 +2,24 @@
 //! ReleaseByHandle, IPAM config). The only module of this crate that does I/O.
 //!
 //! ```text
-//!  auto_assign ─▶ pools (pure selection) ─▶ host's affine blocks ─▶ claim a new block
-//!      (pending affinity → create block host:<node> → confirmed) ─▶ borrow (strictAffinity off)
-//!      each block write: block::auto_assign in memory → handle +n → CAS block (conflict: handle −n,
-//!      re-read, retry; at most 100 times)
-//!  release ─▶ CAS block (free ordinals, sequence-guarded) → handle −n
+//!  auto_assign ─▶ cache: config, pools, reservations, Node (TTL; every write checks them)
+//!      ─▶ the host's last-used block (no read) ─▶ the host's affinities (one listing)
+//!      ─▶ claim a new block (pending affinity → create block host:<node> → confirmed)
+//!      ─▶ borrow (strictAffinity off)
+//!      each block write: block::auto_assign in memory → ONE transaction: block (CAS) + handle
+//!      (+n) checked with pool, Node and config revisions; a lost race re-reads and retries
+//!  release ─▶ ONE transaction: block (freed ordinals, sequence-guarded) + handles (−n)
 //! ```
 //!
-//! Write order matters for crashes: the handle is counted up before the block write and down
-//! after it, so a crash can leave a handle that over-counts (repairable: `check`) but never an
-//! address whose handle does not know about it.
+//! Steady state on one host: one transaction and no read per allocation. Because the block and
+//! its handle are written together, a crash never leaves a handle count without its address or
+//! an address without its handle count.
 
 mod assign;
+mod assign_ip;
+mod cache;
 mod claim;
+mod host;
 mod release;
 mod store;
 
@@ -32,6 +37,8 @@ use crate::block::BlockError;
 use crate::clock::{Clock, Random, SystemClock, system_random};
 use crate::pools::PoolError;
 
+pub use cache::CACHE_TTL;
+pub use host::HostRelease;
 pub use release::ReleaseResult;
 
 /// How often a compare-and-swap is retried before giving up (upstream's `datastoreRetries`).
@@ -118,6 +125,12 @@ pub enum IpamError {
     Corrupt { key: String, reason: String },
     #[error("invalid IPAM request: {0}")]
     Invalid(String),
+    /// A pool, the Node or the IPAM configuration changed since it was read (the block write
+    /// checking it failed): `auto_assign` reads them again and retries.
+    #[error(
+        "{0} changed while addresses were being assigned; retry (the next attempt reads it again)"
+    )]
+    Stale(String),
 }
 
 pub type Result<T, E = IpamError> = std::result::Result<T, E>;
@@ -215,10 +228,9 @@ pub struct Ipam {
     /// of losing compare-and-swaps on the same block to each other. Other processes are still
     /// kept apart by the CAS writes alone.
     host_locks: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    /// Per (host, IPv6?): the affine block this process last allocated from, tried first next
-    /// time so that a host with many full blocks does not read each of them per allocation. Only
-    /// an ordering hint: the block is read and checked like any other.
-    last_block: Arc<std::sync::Mutex<HashMap<(String, bool), IpNet>>>,
+    /// Pools, reservations, configuration, Nodes and last-used blocks (see `cache`).
+    cache: Arc<cache::Cache>,
+    cache_ttl: Duration,
 }
 
 impl Ipam {
@@ -234,24 +246,16 @@ impl Ipam {
             clock,
             random,
             host_locks: Arc::default(),
-            last_block: Arc::default(),
+            cache: Arc::default(),
+            cache_ttl: CACHE_TTL,
         }
     }
 
-    fn last_block(&self, host: &str, v6: bool) -> Option<IpNet> {
-        let hints = self
-            .last_block
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        hints.get(&(host.to_string(), v6)).copied()
-    }
-
-    fn set_last_block(&self, host: &str, v6: bool, cidr: IpNet) {
-        let mut hints = self
-            .last_block
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        hints.insert((host.to_string(), v6), cidr);
+    /// How long pools, reservations, configuration and Nodes are reused (default `CACHE_TTL`;
+    /// `Duration::ZERO` reads them for every request).
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
     }
 
     /// The in-process lock of `host` (see `host_locks`).

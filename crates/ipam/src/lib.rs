@@ -23,7 +23,8 @@ pub mod pools;
 pub mod usage;
 
 pub use allocator::{
-    AssignIpArgs, Assignments, Attrs, AutoAssignArgs, Ipam, IpamError, ReleaseResult,
+    AssignIpArgs, Assignments, Attrs, AutoAssignArgs, CACHE_TTL, HostRelease, Ipam, IpamError,
+    ReleaseResult,
 };
 pub use block::{AllocationAttribute, AllocationBlock, BlockError, ReleaseOutcome, ReleaseRequest};
 pub use check::{Problem, ProblemKind, Report, check, repair, repair_problems};

@@ -10,17 +10,35 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use calico_datastore::{Check, keys};
 use ipnet::IpNet;
 
-use super::store::{Versioned, is_race};
-use super::{AssignIpArgs, Assignments, AutoAssignArgs, Ipam, IpamError, RETRIES, Result, family};
-use crate::block::{AFFINITY_HOST, AllocationBlock, BlockError, ReleaseRequest};
-use crate::model::IpamConfig;
+use super::cache::{NodeInfo, Shared};
+use super::store::{Versioned, is_race, race_key};
+use super::{Assignments, AutoAssignArgs, Ipam, IpamError, RETRIES, Result, family};
+use crate::block::{AFFINITY_HOST, AllocationBlock, ReleaseRequest};
+use crate::model::{AffinityValue, HandleValue, IpamConfig};
 use crate::pools::{
     Pool, PoolRequest, Reservations, block_walk, select_pools, selects_node, walk_seed,
 };
 use calico_api::resources::ippool::IPPool;
+
+/// The host's affinities of one family, as listed.
+type Affinities = Vec<(IpNet, Versioned<AffinityValue>)>;
+
+/// Which blocks `assign_from_block` may take addresses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One of the host's blocks (under strictAffinity: only while it is still the host's).
+    Affine,
+    /// The host's last-used block from the cache: a lost race gives up instead of re-reading,
+    /// and the caller falls back to the affinity listing.
+    Cached,
+    /// Any block (borrowing).
+    Borrow,
+}
 
 /// Outcome of looking for a block to allocate from.
 enum Found {
@@ -42,6 +60,17 @@ pub(super) struct Request<'a> {
     pub(super) pools: Vec<Pool>,
     pub(super) reservations: Reservations,
     pub(super) config: IpamConfig,
+    /// What the block writes check: pools and configuration as read, and the Node.
+    pub(super) shared: Arc<Shared>,
+    pub(super) node_check: Check,
+}
+
+impl Request<'_> {
+    fn checks_for(&self, block: &IpNet) -> Vec<Check> {
+        let mut out = self.shared.checks_for(block);
+        out.push(self.node_check.clone());
+        out
+    }
 }
 
 pub(super) fn host_affinity(host: &str) -> String {
@@ -51,7 +80,9 @@ pub(super) fn host_affinity(host: &str) -> String {
 impl Ipam {
     /// Assigns `num_v4` IPv4 and `num_v6` IPv6 addresses for `hostname` (upstream's AutoAssign).
     /// All or nothing: when fewer addresses than requested can be found, the ones taken are
-    /// released again and the error names the pools and what to do.
+    /// released again and the error names the pools and what to do. Works from cached pools,
+    /// configuration and Node (see `cache`): a write that finds them changed, or a failure that
+    /// fresh reads might avoid, is retried with fresh reads.
     pub async fn auto_assign(&self, args: &AutoAssignArgs) -> Result<Assignments> {
         if args.hostname.is_empty() {
             return Err(IpamError::Invalid(
@@ -60,22 +91,79 @@ impl Ipam {
         }
         let lock = self.host_lock(&args.hostname);
         let _turn = lock.lock().await;
-        let config = self.config().await?;
+        let mut fresh = false;
+        let mut stale = 0;
+        loop {
+            let (result, cached) = self.auto_assign_once(args, fresh).await;
+            let retry = match &result {
+                Ok(_) => false,
+                Err(IpamError::Stale(_)) => {
+                    stale += 1;
+                    stale <= RETRIES
+                }
+                Err(
+                    IpamError::Pool(_)
+                    | IpamError::Exhausted { .. }
+                    | IpamError::BlockLimit { .. }
+                    | IpamError::NodeMissing(_),
+                ) => cached,
+                Err(_) => false,
+            };
+            if !retry {
+                return result;
+            }
+            self.invalidate_cache();
+            fresh = true;
+        }
+    }
+
+    /// One attempt; also says whether any input came from the cache.
+    async fn auto_assign_once(
+        &self,
+        args: &AutoAssignArgs,
+        fresh: bool,
+    ) -> (Result<Assignments>, bool) {
+        let host = args.hostname.as_str();
+        // A host without a last-used IPv4 block needs its affinities: read them together with
+        // the (possibly cached) pools, configuration and Node.
+        let list_v4 = args.num_v4 > 0 && self.last_block(host, false).is_none();
+        let affine_v4 = async {
+            if list_v4 {
+                self.affine_blocks(host, false).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let loaded = tokio::try_join!(self.shared(fresh), self.node_info(host, fresh), affine_v4);
+        let ((shared, c1), (node, c2), affine_v4) = match loaded {
+            Ok(l) => l,
+            Err(e) => return (Err(e), false),
+        };
+        let cached = c1 || c2;
         let mut out = Assignments::default();
         if args.num_v4 > 0 {
-            out.v4 = self.auto_assign_family(args, false, &config).await?;
+            match self
+                .auto_assign_family(args, false, &shared, &node, affine_v4)
+                .await
+            {
+                Ok(v4) => out.v4 = v4,
+                Err(e) => return (Err(e), cached),
+            }
         }
         if args.num_v6 > 0 {
-            match self.auto_assign_family(args, true, &config).await {
+            match self
+                .auto_assign_family(args, true, &shared, &node, None)
+                .await
+            {
                 Ok(v6) => out.v6 = v6,
                 Err(e) => {
                     let ips: Vec<IpAddr> = out.v4.iter().map(IpNet::addr).collect();
                     self.undo(&ips, args.handle.as_deref()).await;
-                    return Err(e);
+                    return (Err(e), cached);
                 }
             }
         }
-        Ok(out)
+        (Ok(out), cached)
     }
 
     /// Releases addresses this call took, guarded by the handle (best effort: a failure here
@@ -94,23 +182,18 @@ impl Ipam {
         }
     }
 
+    /// One family's addresses, all or nothing (what was taken is given back on failure).
     async fn auto_assign_family(
         &self,
         args: &AutoAssignArgs,
         v6: bool,
-        config: &IpamConfig,
+        shared: &Arc<Shared>,
+        node: &NodeInfo,
+        affine: Option<Affinities>,
     ) -> Result<Vec<IpNet>> {
-        let num = if v6 { args.num_v6 } else { args.num_v4 };
         let host = args.hostname.as_str();
-        // Independent reads, issued together (one round-trip time instead of four).
-        let (node_labels, all_pools, reservations, affine) = tokio::try_join!(
-            self.node_labels(host),
-            self.pools(),
-            self.reservations(),
-            self.affine_blocks(host, v6),
-        )?;
         let pools = select_pools(
-            &all_pools,
+            &shared.pools,
             &PoolRequest {
                 v6,
                 usage: args.usage,
@@ -119,7 +202,7 @@ impl Ipam {
                 } else {
                     &args.ipv4_pools
                 },
-                node_labels: &node_labels,
+                node_labels: &node.labels,
                 node: host,
                 namespace_labels: args.namespace_labels.as_ref(),
             },
@@ -128,18 +211,71 @@ impl Ipam {
             host,
             handle: args.handle.as_deref(),
             attrs: args.attrs.to_map(),
-            reservations,
-            config: *config,
+            reservations: shared.reservations.clone(),
+            config: shared.config,
             pools,
+            shared: shared.clone(),
+            node_check: node.check.clone(),
         };
-        let (usable, others): (Vec<IpNet>, Vec<IpNet>) = affine
+        let mut got = Vec::new();
+        match self
+            .fill_family(args, &req, v6, node, affine, &mut got)
+            .await
+        {
+            Ok(()) => Ok(got),
+            Err(e) => {
+                self.undo(&got.iter().map(IpNet::addr).collect::<Vec<_>>(), req.handle)
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn fill_family(
+        &self,
+        args: &AutoAssignArgs,
+        req: &Request<'_>,
+        v6: bool,
+        node: &NodeInfo,
+        affine: Option<Affinities>,
+        got: &mut Vec<IpNet>,
+    ) -> Result<()> {
+        let num = if v6 { args.num_v6 } else { args.num_v4 };
+        let host = req.host;
+        let config = &req.config;
+        let mine = host_affinity(host);
+        let reserved = |ip: IpAddr| req.reservations.contains(ip);
+        // Fast path: the block this process last allocated from for the host, as written.
+        let hint = self.last_block(host, v6);
+        if let Some(b) = hint.clone() {
+            let cidr = b.value.cidr;
+            if b.value.affinity.as_deref() == Some(mine.as_str())
+                && req.pools.iter().any(|p| p.cidr.contains(&cidr))
+                && !req.reservations.covers(&cidr)
+                && b.value.assignable_count(reserved) > 0
+            {
+                let ips = self
+                    .assign_from_block(req, &cidr, num, Mode::Cached, Some(b))
+                    .await?;
+                push_ips(got, ips, &cidr);
+                if got.len() >= num {
+                    return Ok(());
+                }
+            }
+        }
+        let affine = match affine {
+            Some(a) => a,
+            None => self.affine_blocks(host, v6).await?,
+        };
+        let (usable, others): (Affinities, Affinities) = affine
             .into_iter()
-            .partition(|b| req.pools.iter().any(|p| p.cidr.contains(b)));
-        self.release_unselected(host, &others, &all_pools, &node_labels)
+            .partition(|(b, _)| req.pools.iter().any(|p| p.cidr.contains(b)));
+        let others: Vec<IpNet> = others.into_iter().map(|(b, _)| b).collect();
+        self.release_unselected(host, &others, &req.shared.pools, &node.labels)
             .await;
-        let mut affine: VecDeque<IpNet> = usable.into_iter().collect();
-        if let Some(hint) = self.last_block(host, v6)
-            && let Some(i) = affine.iter().position(|b| *b == hint)
+        let mut affine: VecDeque<(IpNet, Versioned<AffinityValue>)> = usable.into_iter().collect();
+        if let Some(hint) = hint
+            && let Some(i) = affine.iter().position(|(b, _)| *b == hint.value.cidr)
         {
             affine.rotate_left(i);
         }
@@ -151,17 +287,14 @@ impl Ipam {
             limit = args.max_blocks_per_host;
         }
 
-        let mut got: Vec<IpNet> = Vec::new();
         let mut rounds = 0;
         while got.len() < num {
             rounds += 1;
             if rounds > RETRIES {
-                self.undo(&got.iter().map(IpNet::addr).collect::<Vec<_>>(), req.handle)
-                    .await;
                 return Err(IpamError::TooManyRetries(format!("blocks of node {host}")));
             }
             let allow_new = owned < limit as usize;
-            match self.find_or_claim(&req, &mut affine, allow_new, v6).await? {
+            match self.find_or_claim(req, &mut affine, allow_new, v6).await? {
                 Found::Block {
                     cidr,
                     newly_claimed,
@@ -169,20 +302,12 @@ impl Ipam {
                 } => {
                     owned += usize::from(newly_claimed);
                     let ips = self
-                        .assign_from_block(&req, &cidr, num - got.len(), true, Some(*block))
+                        .assign_from_block(req, &cidr, num - got.len(), Mode::Affine, Some(*block))
                         .await?;
-                    if !ips.is_empty() {
-                        self.set_last_block(host, v6, cidr);
-                    }
-                    got.extend(
-                        ips.into_iter()
-                            .filter_map(|ip| IpNet::new(ip, cidr.prefix_len()).ok()),
-                    );
+                    push_ips(got, ips, &cidr);
                 }
                 Found::NoFreeBlocks => break,
                 Found::Limit => {
-                    self.undo(&got.iter().map(IpNet::addr).collect::<Vec<_>>(), req.handle)
-                        .await;
                     return Err(IpamError::BlockLimit {
                         node: host.to_string(),
                         family: family(v6),
@@ -194,11 +319,9 @@ impl Ipam {
             }
         }
         if got.len() < num && !config.strict_affinity {
-            self.borrow(&req, v6, num, &mut got).await?;
+            self.borrow(req, v6, num, got).await?;
         }
         if got.len() < num {
-            self.undo(&got.iter().map(IpNet::addr).collect::<Vec<_>>(), req.handle)
-                .await;
             let detail = if config.strict_affinity {
                 " and strictAffinity forbids borrowing from other nodes' blocks".to_string()
             } else if !config.auto_allocate_blocks {
@@ -215,7 +338,7 @@ impl Ipam {
                 detail,
             });
         }
-        Ok(got)
+        Ok(())
     }
 
     /// Gives up the host's empty blocks in pools whose nodeSelector no longer selects it (as
@@ -245,18 +368,24 @@ impl Ipam {
     async fn find_or_claim(
         &self,
         req: &Request<'_>,
-        affine: &mut VecDeque<IpNet>,
+        affine: &mut VecDeque<(IpNet, Versioned<AffinityValue>)>,
         allow_new: bool,
         v6: bool,
     ) -> Result<Found> {
         let reserved = |ip: IpAddr| req.reservations.contains(ip);
-        while let Some(cidr) = affine.pop_front() {
+        while let Some((cidr, listed)) = affine.pop_front() {
             if req.reservations.covers(&cidr) {
                 continue;
             }
+            // The listed affinity first; after a lost race, read it again.
+            let mut listed = Some(listed);
             for attempt in 0..RETRIES {
-                let Some(aff) = self.get_affinity(req.host, &cidr).await? else {
-                    break;
+                let aff = match listed.take() {
+                    Some(a) => a,
+                    None => match self.get_affinity(req.host, &cidr).await? {
+                        Some(a) => a,
+                        None => break,
+                    },
                 };
                 match self.block_from_affinity(req.host, &cidr, aff).await {
                     Ok(Some(b)) if b.value.assignable_count(reserved) > 0 => {
@@ -311,54 +440,80 @@ impl Ipam {
         )))
     }
 
-    /// Takes up to `num` addresses from one block (one CAS write, retried). With `affine_only`,
-    /// a block that is not (or no longer) ours under strictAffinity yields nothing. `fresh`: a
-    /// copy of the block the caller just read, used for the first attempt instead of reading it
-    /// again (a stale copy only costs a lost CAS and a re-read).
+    /// Takes up to `num` addresses from one block: one transaction writes the block and counts
+    /// the addresses into the handle, checked against the block's, the handle's, the pool's, the
+    /// Node's and the configuration's revisions; lost races are retried. `fresh`: a copy of the
+    /// block the caller holds, used for the first attempt instead of reading it (a stale copy
+    /// only costs a lost race and a read). A changed pool, Node or configuration ends with
+    /// `IpamError::Stale`.
     async fn assign_from_block(
         &self,
         req: &Request<'_>,
         cidr: &IpNet,
         num: usize,
-        affine_only: bool,
+        mode: Mode,
         mut fresh: Option<Versioned<AllocationBlock>>,
     ) -> Result<Vec<IpAddr>> {
         let mine = host_affinity(req.host);
+        let v6 = matches!(cidr, IpNet::V6(_));
+        let block_key = keys::block_key(&cidr.to_string());
+        let handle_key = req.handle.map(keys::handle_key);
+        let mut handle: Option<Versioned<HandleValue>> = None;
         for attempt in 0..RETRIES {
             let read = match fresh.take() {
                 Some(b) if b.value.cidr == *cidr => Some(b),
                 _ => self.get_block(cidr).await?,
             };
             let Some(b) = read else {
+                self.forget_last_block(req.host, v6);
                 return Ok(Vec::new());
             };
-            if affine_only
+            if mode != Mode::Borrow
                 && req.config.strict_affinity
                 && b.value.affinity.as_deref() != Some(mine.as_str())
             {
                 return Ok(Vec::new());
             }
-            let mut value = b.value;
+            let mut value = b.value.clone();
             let ips = value.auto_assign(num, req.handle, &req.attrs, |ip| {
                 req.reservations.contains(ip)
             });
             if ips.is_empty() {
                 return Ok(ips);
             }
-            if let Some(h) = req.handle {
-                self.increment_handle(h, cidr, ips.len()).await?;
-            }
-            match self.update_block(&value, b.rev).await {
-                Ok(_) => return Ok(ips),
-                Err(e) => {
-                    if let Some(h) = req.handle {
-                        self.decrement_handle(h, cidr, ips.len()).await?;
+            let counted = req.handle.map(|h| (h, &handle));
+            let e = match self
+                .commit_assignment(req.checks_for(cidr), &value, b.rev, counted, ips.len())
+                .await
+            {
+                Ok(rev) => {
+                    if value.affinity.as_deref() == Some(mine.as_str()) {
+                        self.set_last_block(req.host, v6, Versioned { value, rev });
                     }
-                    if !is_race(&e) {
-                        return Err(e);
+                    return Ok(ips);
+                }
+                Err(e) => e,
+            };
+            match race_key(&e) {
+                Some(k) if Some(k) == handle_key.as_deref() => {
+                    // The handle exists (or went): read it and write the same block copy again.
+                    if let Some(h) = req.handle {
+                        handle = self.get_handle(h).await?;
+                    }
+                    fresh = Some(b);
+                }
+                Some(k) if k == block_key => {
+                    self.forget_last_block(req.host, v6);
+                    if mode == Mode::Cached {
+                        return Ok(Vec::new());
                     }
                     self.backoff(attempt).await;
                 }
+                Some(k) => {
+                    self.forget_last_block(req.host, v6);
+                    return Err(IpamError::Stale(k.to_string()));
+                }
+                None => return Err(e.into()),
             }
         }
         Err(IpamError::TooManyRetries(format!("block {cidr}")))
@@ -395,7 +550,7 @@ impl Ipam {
                 }
                 let cidr = b.value.cidr;
                 let ips = self
-                    .assign_from_block(req, &cidr, num - got.len(), false, Some(b.clone()))
+                    .assign_from_block(req, &cidr, num - got.len(), Mode::Borrow, Some(b.clone()))
                     .await?;
                 got.extend(
                     ips.into_iter()
@@ -405,91 +560,16 @@ impl Ipam {
         }
         Ok(())
     }
-
-    /// Assigns one specific address (upstream's AssignIP): it must be in an enabled pool; its
-    /// block is claimed for the host when it does not exist yet.
-    pub async fn assign_ip(&self, args: &AssignIpArgs) -> Result<()> {
-        let all = self.pools().await?;
-        let pool = all
-            .iter()
-            .filter(|p| !p.spec.is_disabled())
-            .filter_map(Pool::from_resource)
-            .find(|p| p.cidr.contains(&args.ip))
-            .ok_or(IpamError::NotInPool(args.ip))?;
-        let Some(cidr) = pool.block_for(args.ip) else {
-            return Err(IpamError::NotInPool(args.ip));
-        };
-        let config = self.config().await?;
-        let host = args.hostname.as_str();
-        let attrs = args.attrs.to_map();
-        for attempt in 0..RETRIES {
-            let b = match self.get_block(&cidr).await? {
-                Some(b) => b,
-                None => {
-                    let claimed = match self.pending_affinity(host, &cidr).await {
-                        Ok(p) => self.claim_affine_block(host, &cidr, p.rev).await,
-                        Err(e) => Err(e),
-                    };
-                    match claimed {
-                        Ok(Some(b)) => b,
-                        Ok(None) => continue,
-                        Err(e) if is_race(&e) => {
-                            self.backoff(attempt).await;
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            };
-            if config.strict_affinity
-                && b.value.affinity.as_deref() != Some(host_affinity(host).as_str())
-            {
-                return Err(IpamError::StrictAffinity {
-                    ip: args.ip,
-                    block: cidr,
-                    owner: b.value.affinity.clone().unwrap_or_else(|| "no node".into()),
-                    node: host.to_string(),
-                });
-            }
-            let mut value = b.value;
-            match value.assign(args.ip, args.handle.as_deref(), &attrs) {
-                Ok(()) => {}
-                Err(BlockError::AlreadyAssigned { ip, cidr }) => {
-                    let handle = value
-                        .attribute_of(ip)
-                        .ok()
-                        .flatten()
-                        .and_then(|a| a.handle_id.clone())
-                        .unwrap_or_else(|| "(none)".into());
-                    return Err(IpamError::Taken {
-                        ip,
-                        handle,
-                        block: cidr,
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            }
-            if let Some(h) = &args.handle {
-                self.increment_handle(h, &cidr, 1).await?;
-            }
-            match self.update_block(&value, b.rev).await {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    if let Some(h) = &args.handle {
-                        self.decrement_handle(h, &cidr, 1).await?;
-                    }
-                    if !is_race(&e) {
-                        return Err(e);
-                    }
-                    self.backoff(attempt).await;
-                }
-            }
-        }
-        Err(IpamError::TooManyRetries(format!("block {cidr}")))
-    }
 }
 
-fn pool_names(pools: &[Pool]) -> String {
+fn push_ips(got: &mut Vec<IpNet>, ips: Vec<IpAddr>, cidr: &IpNet) {
+    got.extend(
+        ips.into_iter()
+            .filter_map(|ip| IpNet::new(ip, cidr.prefix_len()).ok()),
+    );
+}
+
+pub(super) fn pool_names(pools: &[Pool]) -> String {
     pools
         .iter()
         .map(|p| format!("{} ({})", p.name, p.cidr))

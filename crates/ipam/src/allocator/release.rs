@@ -1,17 +1,18 @@
 //! Release (by address, by handle), handle bookkeeping, and release of a block affinity.
 //!
-//! A release writes the block first and the handle after, so a crash in between leaves a handle
-//! that over-counts, never an allocation its handle does not know. Releasing the last address of
+//! A release writes the block and the handles it touches in one transaction (each checked at the
+//! revision read), so a crash never leaves a handle that disagrees with its block. Releasing the
+//! last address of
 //! a block keeps the block and its affinity (the node will reuse it); only a block that is empty
 //! *and* has no affinity (a borrowed-from block whose owner let go) is deleted, as upstream.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use calico_datastore::{Error, keys};
+use calico_datastore::{Check, Error, Op, keys};
 use ipnet::IpNet;
 
-use super::store::is_race;
+use super::store::{Versioned, is_race};
 use super::{Ipam, IpamError, RETRIES, Result};
 use crate::block::{AllocationBlock, ReleaseRequest};
 use crate::model::{AffinityState, HandleValue};
@@ -79,16 +80,25 @@ impl Ipam {
             if outcome.released == 0 {
                 return Ok((Vec::new(), outcome.not_allocated));
             }
-            if let Err(e) = self.write_released(&value, b.rev).await {
+            let (mut checks, mut ops) = block_write(&value, b.rev);
+            for (id, n) in &outcome.released_by_handle {
+                if let Some(h) = self.get_handle(id).await? {
+                    let mut v = h.value;
+                    v.decrement(cidr, *n);
+                    handle_write(id, h.rev, &v, &mut checks, &mut ops);
+                }
+            }
+            if let Err(e) = self.ds.txn(checks, ops).await {
+                let e = IpamError::from(e);
                 if !is_race(&e) {
                     return Err(e);
                 }
                 self.backoff(attempt).await;
                 continue;
             }
-            for (handle, n) in &outcome.released_by_handle {
-                self.decrement_handle(handle, cidr, *n).await?;
-            }
+            // As upstream: an emptied block whose pool no longer selects its node is given up
+            // (best effort: the addresses are released whatever happens here).
+            let _ = self.ensure_consistent_affinity(&value).await;
             let released = reqs
                 .iter()
                 .map(|r| r.ip)
@@ -99,113 +109,81 @@ impl Ipam {
         Err(IpamError::TooManyRetries(format!("block {cidr}")))
     }
 
-    /// Writes a block after a release: deleted when empty and owned by nobody, else updated.
-    async fn write_released(&self, block: &AllocationBlock, rev: i64) -> Result<()> {
-        if block.is_empty() && block.affinity.is_none() {
-            self.delete_block(&block.cidr, rev).await
-        } else {
-            self.update_block(block, rev).await.map(|_| ())
-        }
-    }
-
     /// Releases every address held by `handle` (upstream's ReleaseByHandle) and deletes the
     /// handle. Returns how many addresses were freed; an unknown handle frees nothing.
     pub async fn release_by_handle(&self, handle: &str) -> Result<usize> {
         let Some(h) = self.get_handle(handle).await? else {
             return Ok(0);
         };
+        let blocks: Vec<String> = h.value.block.keys().cloned().collect();
+        let mut known = Some(h);
         let mut total = 0;
-        for block in h.value.block.keys() {
+        for block in blocks {
             let Ok(cidr) = block.parse::<IpNet>() else {
                 self.adjust_handle(handle, |v| {
-                    v.block.remove(block);
+                    v.block.remove(&block);
                 })
                 .await?;
+                known = self.get_handle(handle).await?;
                 continue;
             };
-            total += self.release_handle_in_block(handle, &cidr).await?;
+            total += self
+                .release_handle_in_block(handle, &cidr, &mut known)
+                .await?;
         }
         Ok(total)
     }
 
-    async fn release_handle_in_block(&self, handle: &str, cidr: &IpNet) -> Result<usize> {
+    /// Frees the handle's addresses in one block and drops the block from the handle, in one
+    /// transaction. `known`: the handle as last read or written (kept up to date).
+    async fn release_handle_in_block(
+        &self,
+        handle: &str,
+        cidr: &IpNet,
+        known: &mut Option<Versioned<HandleValue>>,
+    ) -> Result<usize> {
         let key = cidr.to_string();
         for attempt in 0..RETRIES {
-            let n = match self.get_block(cidr).await? {
-                None => 0,
-                Some(b) => {
-                    let mut value = b.value;
-                    let n = value.release_by_handle(handle, None);
-                    if n > 0
-                        && let Err(e) = self.write_released(&value, b.rev).await
-                    {
-                        if !is_race(&e) {
-                            return Err(e);
-                        }
-                        self.backoff(attempt).await;
-                        continue;
-                    }
-                    n
+            let (mut checks, mut ops) = (Vec::new(), Vec::new());
+            let mut n = 0;
+            if let Some(b) = self.get_block(cidr).await? {
+                let mut value = b.value;
+                n = value.release_by_handle(handle, None);
+                if n > 0 {
+                    (checks, ops) = block_write(&value, b.rev);
                 }
-            };
+            }
             // The handle holds nothing in this block any more: drop the entry whatever it
-            // counted (this also heals a count left behind by a crash mid-assignment).
-            self.adjust_handle(handle, |v| {
+            // counted (this also heals a count left behind by an interrupted assignment).
+            let mut new_handle = None;
+            if let Some(h) = known.as_ref() {
+                let mut v = h.value.clone();
                 v.block.remove(&key);
-            })
-            .await?;
-            return Ok(n);
-        }
-        Err(IpamError::TooManyRetries(format!("block {cidr}")))
-    }
-
-    /// Adds `n` addresses in `block` to a handle, creating it if needed.
-    pub(crate) async fn increment_handle(
-        &self,
-        handle: &str,
-        block: &IpNet,
-        n: usize,
-    ) -> Result<()> {
-        let key = keys::handle_key(handle);
-        // A handle is usually new (one per workload): try to create it before reading it.
-        let mut first = HandleValue::default();
-        first.increment(block, n);
-        match self.ds.create(&key, first.to_json(), None).await {
-            Ok(_) => return Ok(()),
-            Err(Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        for attempt in 0..RETRIES {
-            let r = match self.get_handle(handle).await? {
-                Some(h) => {
-                    let mut v = h.value;
-                    v.increment(block, n);
-                    self.ds.update(&key, v.to_json(), h.rev).await
+                handle_write(handle, h.rev, &v, &mut checks, &mut ops);
+                new_handle = (!v.is_empty()).then_some(v);
+            }
+            if ops.is_empty() {
+                return Ok(n);
+            }
+            match self.ds.txn(checks, ops).await {
+                Ok(r) => {
+                    *known = new_handle.map(|value| Versioned {
+                        value,
+                        rev: r.revisions.last().copied().unwrap_or(r.revision),
+                    });
+                    return Ok(n);
                 }
-                None => {
-                    let mut v = HandleValue::default();
-                    v.increment(block, n);
-                    self.ds.create(&key, v.to_json(), None).await
+                Err(e) => {
+                    let e = IpamError::from(e);
+                    if !is_race(&e) {
+                        return Err(e);
+                    }
+                    *known = self.get_handle(handle).await?;
+                    self.backoff(attempt).await;
                 }
-            };
-            match r {
-                Ok(_) => return Ok(()),
-                Err(
-                    Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::NotFound { .. },
-                ) => self.backoff(attempt).await,
-                Err(e) => return Err(e.into()),
             }
         }
-        Err(IpamError::TooManyRetries(key))
-    }
-
-    pub(crate) async fn decrement_handle(
-        &self,
-        handle: &str,
-        block: &IpNet,
-        n: usize,
-    ) -> Result<()> {
-        self.adjust_handle(handle, |v| v.decrement(block, n)).await
+        Err(IpamError::TooManyRetries(format!("block {cidr}")))
     }
 
     /// Applies `change` to a handle with CAS; deletes the handle when it ends up empty. A missing
@@ -314,4 +292,33 @@ impl Ipam {
         }
         Ok(None)
     }
+}
+
+/// The checked write of a block after a release: deleted when empty and owned by nobody (as
+/// upstream), else updated.
+fn block_write(block: &AllocationBlock, rev: i64) -> (Vec<Check>, Vec<Op>) {
+    let key = keys::block_key(&block.cidr.to_string());
+    let op = if block.is_empty() && block.affinity.is_none() {
+        Op::delete(&key)
+    } else {
+        Op::put(&key, block.to_json())
+    };
+    (vec![Check::revision(key, rev)], vec![op])
+}
+
+/// Adds the checked write of a handle (deleted when it holds nothing) to a transaction.
+fn handle_write(
+    id: &str,
+    rev: i64,
+    value: &HandleValue,
+    checks: &mut Vec<Check>,
+    ops: &mut Vec<Op>,
+) {
+    let key = keys::handle_key(id);
+    checks.push(Check::revision(&key, rev));
+    ops.push(if value.is_empty() {
+        Op::delete(key)
+    } else {
+        Op::put(key, value.to_json())
+    });
 }

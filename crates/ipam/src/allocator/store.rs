@@ -1,13 +1,10 @@
-//! Typed reads and single writes of IPAM keys and the resources IPAM reads. No retry loops here:
-//! callers decide what a lost compare-and-swap means.
+//! Typed reads and writes of IPAM keys (single CAS writes, and the block + handle transaction of
+//! an assignment) and the resources IPAM reads. No retry loops here: callers decide what a lost
+//! compare-and-swap means.
 
-use std::collections::BTreeMap;
-
-use calico_api::resources::ipam::IPAMConfiguration;
 use calico_api::resources::ippool::IPPool;
 use calico_api::{Kind, Resource};
-use calico_datastore::resources::StoreError;
-use calico_datastore::{Error, Revision, keys};
+use calico_datastore::{Check, Error, Op, Revision, keys};
 use ipnet::IpNet;
 
 use super::{Ipam, IpamError, Result};
@@ -160,23 +157,36 @@ impl Ipam {
         }
     }
 
-    /// The block CIDRs `host` has an affinity for (any state), in one family.
-    pub(crate) async fn affine_blocks(&self, host: &str, v6: bool) -> Result<Vec<IpNet>> {
+    /// The host's affinities (any state) in one family, with their values: one listing instead
+    /// of one read per block. A corrupt value is an error naming its key.
+    pub(crate) async fn affine_blocks(
+        &self,
+        host: &str,
+        v6: bool,
+    ) -> Result<Vec<(IpNet, Versioned<AffinityValue>)>> {
         let prefix = format!(
             "{}{}/block/",
             keys::host_affinity_prefix(host),
             if v6 { "ipv6" } else { "ipv4" }
         );
-        Ok(self
-            .ds
-            .list(&prefix)
-            .await?
-            .kvs
-            .iter()
-            .filter_map(|kv| parse_affinity_key(&kv.key))
-            .filter(|(h, _)| h == host)
-            .map(|(_, cidr)| cidr)
-            .collect())
+        let mut out = Vec::new();
+        for kv in self.ds.list(&prefix).await?.kvs {
+            let Some((h, cidr)) = parse_affinity_key(&kv.key) else {
+                continue;
+            };
+            if h != host {
+                continue;
+            }
+            let value = AffinityValue::from_json(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
+            out.push((
+                cidr,
+                Versioned {
+                    value,
+                    rev: kv.mod_revision,
+                },
+            ));
+        }
+        Ok(out)
     }
 
     pub(crate) async fn get_handle(&self, id: &str) -> Result<Option<Versioned<HandleValue>>> {
@@ -191,31 +201,6 @@ impl Ipam {
         }))
     }
 
-    /// IPAM settings: `/calico/ipam/v2/config` when present (upstream's own key), else the v3
-    /// `IPAMConfiguration` named `default`, else upstream's defaults.
-    pub async fn config(&self) -> Result<IpamConfig> {
-        let key = keys::ipam_config_key();
-        // Both places read together: one round-trip time when the first is absent.
-        let (own, v3) = tokio::join!(
-            self.ds.get(&key),
-            self.resources.get(Kind::IPAMConfiguration, None, "default")
-        );
-        if let Some(kv) = own? {
-            let v: IpamConfigValue =
-                serde_json::from_slice(&kv.value).map_err(|e| corrupt(&key, e))?;
-            return Ok(IpamConfig::from(&v));
-        }
-        match v3 {
-            Ok(Resource::IPAMConfiguration(IPAMConfiguration { spec, .. })) => Ok(IpamConfig {
-                strict_affinity: spec.strict_affinity,
-                auto_allocate_blocks: spec.auto_allocate(),
-                max_blocks_per_host: u32::try_from(spec.max_blocks_per_host.max(0)).unwrap_or(0),
-            }),
-            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(IpamConfig::default()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Writes the IPAM settings (upstream's `SetIPAMConfig`: validated, then stored at
     /// `/calico/ipam/v2/config`).
     pub async fn set_config(&self, config: IpamConfig) -> Result<()> {
@@ -228,7 +213,10 @@ impl Ipam {
                 None => self.ds.create(&key, value.clone(), None).await,
             };
             match r {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.invalidate_cache();
+                    return Ok(());
+                }
                 Err(
                     Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::NotFound { .. },
                 ) => continue,
@@ -265,15 +253,6 @@ impl Ipam {
         Ok(Reservations::new(cidrs.iter().map(String::as_str)))
     }
 
-    /// The node's labels; upstream refuses to assign for a node it does not know.
-    pub(crate) async fn node_labels(&self, node: &str) -> Result<BTreeMap<String, String>> {
-        match self.resources.get(Kind::Node, None, node).await {
-            Ok(r) => Ok(r.metadata().labels.clone().unwrap_or_default()),
-            Err(StoreError::NotFound { .. }) => Err(IpamError::NodeMissing(node.to_string())),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// A new block's first sequence number: the clock in nanoseconds (as upstream), so a deleted
     /// and re-created block never repeats sequence numbers.
     pub(crate) fn initial_sequence(&self) -> u64 {
@@ -283,5 +262,51 @@ impl Ipam {
             .unwrap_or_default()
             .as_nanos();
         u64::try_from(nanos).unwrap_or(u64::MAX) | ((self.random)() & 0xffff)
+    }
+}
+
+/// The key a lost race was about (a failed check of a transaction or a CAS), if it was a race.
+pub(crate) fn race_key(e: &Error) -> Option<&str> {
+    match e {
+        Error::Conflict { key, .. } | Error::AlreadyExists { key } | Error::NotFound { key } => {
+            Some(key)
+        }
+        _ => None,
+    }
+}
+
+impl Ipam {
+    /// Writes `block` (read at `rev`) and counts `n` of its addresses into `handle`, in one
+    /// transaction that also checks `guards`. `known`: the handle as last read (`None` = assumed
+    /// absent, the usual case: one handle per workload). The datastore's error is returned as is
+    /// so the caller can tell which key moved (`race_key`). Returns the block's new revision.
+    pub(crate) async fn commit_assignment(
+        &self,
+        mut guards: Vec<Check>,
+        block: &AllocationBlock,
+        rev: Revision,
+        handle: Option<(&str, &Option<Versioned<HandleValue>>)>,
+        n: usize,
+    ) -> std::result::Result<Revision, Error> {
+        let block_key = keys::block_key(&block.cidr.to_string());
+        guards.push(Check::revision(&block_key, rev));
+        let mut ops = vec![Op::put(block_key, block.to_json())];
+        if let Some((id, known)) = handle {
+            let key = keys::handle_key(id);
+            let mut value = match known {
+                Some(h) => {
+                    guards.push(Check::revision(&key, h.rev));
+                    h.value.clone()
+                }
+                None => {
+                    guards.push(Check::absent(&key));
+                    HandleValue::default()
+                }
+            };
+            value.increment(&block.cidr, n);
+            ops.push(Op::put(key, value.to_json()));
+        }
+        let r = self.ds.txn(guards, ops).await?;
+        Ok(r.revisions.first().copied().unwrap_or(r.revision))
     }
 }

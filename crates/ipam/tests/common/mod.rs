@@ -123,3 +123,32 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A k8s WorkloadEndpoint on `node` for pod `pod` with the given addresses (`10.0.0.1/32`).
+pub async fn add_wep(ds: &Arc<dyn Datastore>, node: &str, pod: &str, ips: &[String]) -> Result<()> {
+    let mut w = calico_api::resources::endpoint::WorkloadEndpoint::new("");
+    w.metadata.namespace = Some("default".into());
+    w.spec.orchestrator = "k8s".into();
+    w.spec.node = node.into();
+    w.spec.pod = pod.into();
+    w.spec.endpoint = "eth0".into();
+    w.spec.ip_networks = ips.to_vec();
+    ResourceStore::new(ds.clone())
+        .create(Resource::WorkloadEndpoint(w))
+        .await?;
+    Ok(())
+}
+
+/// Reads a resource, lets `edit` change it, and writes it back.
+pub async fn edit_resource(
+    ds: &Arc<dyn Datastore>,
+    kind: calico_api::Kind,
+    name: &str,
+    edit: impl FnOnce(&mut Resource),
+) -> Result<()> {
+    let rs = ResourceStore::new(ds.clone());
+    let mut r = rs.get(kind, None, name).await?;
+    edit(&mut r);
+    rs.update(r).await?;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The allocator's cache against both backends (a pool disabled, a Node relabelled or the IPAM
+//! configuration changed in the store is honoured at once by an `Ipam` that cached them), one
+//! transaction per steady-state allocation, removal of a node (`release_host`), and upstream's
+//! affinity consistency check on release.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use calico_api::{Kind, Resource};
+use calico_datastore::keys;
+use calico_ipam::model::IpamConfig;
+use calico_ipam::{AutoAssignArgs, Ipam, ReleaseRequest, check};
+use common::{Fixture, add_node, add_pool, add_wep, edit_resource};
+use ipnet::IpNet;
+
+fn args(node: &str, handle: &str) -> AutoAssignArgs {
+    let mut a = AutoAssignArgs::new(node, handle);
+    a.attrs.node = Some(node.into());
+    a
+}
+
+fn within(cidr: &str, ip: IpAddr) -> bool {
+    cidr.parse::<IpNet>().is_ok_and(|n| n.contains(&ip))
+}
+
+async fn disabled_pool_is_never_used_after_disabling(f: &Fixture) -> Result<()> {
+    add_pool(&f.ds, "a-first", "10.1.0.0/24", 26, |_| {}).await?;
+    add_node(&f.ds, "n", &[]).await?;
+    // A long TTL: only the checks in the block writes can notice the change.
+    let ipam = Ipam::new(f.ds.clone()).with_cache_ttl(Duration::from_secs(3600));
+    let first = ipam.auto_assign(&args("n", "h0")).await?;
+    ensure!(within("10.1.0.0/24", first.v4[0].addr()), "{first:?}");
+
+    add_pool(&f.ds, "b-second", "10.2.0.0/24", 26, |_| {}).await?;
+    edit_resource(&f.ds, Kind::IPPool, "a-first", |r| {
+        if let Resource::IPPool(p) = r {
+            p.spec.disabled = Some(true);
+        }
+    })
+    .await?;
+    for i in 1..5 {
+        let got = ipam.auto_assign(&args("n", &format!("h{i}"))).await?;
+        ensure!(
+            within("10.2.0.0/24", got.v4[0].addr()),
+            "allocation {i} after disabling a-first came from {got:?}"
+        );
+    }
+    ensure!(check(f.ds.as_ref()).await?.is_clean());
+    Ok(())
+}
+
+async fn cached_config_change_is_honoured(f: &Fixture) -> Result<()> {
+    add_pool(&f.ds, "p", "10.3.0.0/28", 30, |_| {}).await?;
+    add_node(&f.ds, "a", &[]).await?;
+    add_node(&f.ds, "b", &[]).await?;
+    let long = Duration::from_secs(3600);
+    let ipam_a = Ipam::new(f.ds.clone()).with_cache_ttl(long);
+    let ipam_b = Ipam::new(f.ds.clone()).with_cache_ttl(long);
+    // b caches strictAffinity off; then another client turns it on.
+    ipam_b.auto_assign(&args("b", "b0")).await?;
+    Ipam::new(f.ds.clone())
+        .set_config(IpamConfig {
+            strict_affinity: true,
+            auto_allocate_blocks: true,
+            max_blocks_per_host: 1,
+        })
+        .await?;
+    // a fills its one block (4 addresses); b's cached config must not let it borrow from a's.
+    for i in 0..4 {
+        ipam_a.auto_assign(&args("a", &format!("a{i}"))).await?;
+    }
+    for i in 1..4 {
+        ipam_b.auto_assign(&args("b", &format!("b{i}"))).await?;
+    }
+    let err = ipam_b.auto_assign(&args("b", "b4")).await;
+    ensure!(err.is_err(), "b borrowed under strictAffinity: {err:?}");
+    ensure!(check(f.ds.as_ref()).await?.is_clean());
+    Ok(())
+}
+
+async fn release_host_removes_the_node(f: &Fixture) -> Result<()> {
+    add_pool(&f.ds, "p", "10.4.0.0/26", 29, |_| {}).await?;
+    add_node(&f.ds, "gone", &[]).await?;
+    add_node(&f.ds, "stays", &[]).await?;
+    let ipam = Ipam::new(f.ds.clone());
+    // 10 addresses: two blocks of 8 for "gone".
+    let mut ips = Vec::new();
+    for i in 0..10 {
+        ips.push(ipam.auto_assign(&args("gone", &format!("g{i}"))).await?.v4[0]);
+    }
+    let kept = ipam.auto_assign(&args("stays", "s0")).await?.v4[0];
+    let blocks: std::collections::BTreeSet<IpNet> = ips.iter().map(|n| n.trunc()).collect();
+    ensure!(blocks.len() == 2, "two blocks: {blocks:?}");
+    // Pods of "gone" hold 9 of them; the 10th is the node's VXLAN tunnel address.
+    for (i, ip) in ips.iter().take(9).enumerate() {
+        add_wep(
+            &f.ds,
+            "gone",
+            &format!("pod{i}"),
+            &[format!("{}/32", ip.addr())],
+        )
+        .await?;
+    }
+    edit_resource(&f.ds, Kind::Node, "gone", |r| {
+        if let Resource::Node(n) = r {
+            n.spec.ipv4_vxlan_tunnel_addr = ips[9].addr().to_string();
+        }
+    })
+    .await?;
+
+    let out = ipam.release_host("gone").await?;
+    ensure!(out.addresses.len() == 10, "{out:?}");
+    ensure!(out.blocks.len() == 2, "{out:?}");
+    let left = f.ds.list(&keys::host_affinity_prefix("gone")).await?.kvs;
+    ensure!(left.is_empty(), "affinities left: {left:?}");
+    for b in &blocks {
+        ensure!(
+            f.ds.get(&keys::block_key(&b.to_string())).await?.is_none(),
+            "empty block {b} deleted"
+        );
+    }
+    // The other node is untouched; repeating is harmless.
+    ensure!(ipam.ips_by_handle("s0").await? == vec![kept.addr()]);
+    ensure!(ipam.release_host("gone").await?.addresses.is_empty());
+    ensure!(ipam.auto_assign(&args("stays", "s1")).await?.v4.len() == 1);
+    Ok(())
+}
+
+async fn release_host_keeps_busy_blocks_without_affinity(f: &Fixture) -> Result<()> {
+    add_pool(&f.ds, "p", "10.5.0.0/26", 29, |_| {}).await?;
+    add_node(&f.ds, "gone", &[]).await?;
+    let ipam = Ipam::new(f.ds.clone());
+    let ip = ipam.auto_assign(&args("gone", "orphan")).await?.v4[0];
+    // No WorkloadEndpoint names the address: it stays allocated, its block loses the affinity.
+    let out = ipam.release_host("gone").await?;
+    ensure!(
+        out.addresses.is_empty() && out.blocks == vec![ip.trunc()],
+        "{out:?}"
+    );
+    let kv =
+        f.ds.get(&keys::block_key(&ip.trunc().to_string()))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("busy block kept"))?;
+    let block = calico_ipam::AllocationBlock::from_json(&kv.value)?;
+    ensure!(block.affinity.is_none(), "{:?}", block.affinity);
+    ensure!(ipam.ips_by_handle("orphan").await? == vec![ip.addr()]);
+    Ok(())
+}
+
+async fn emptied_block_of_a_pool_that_no_longer_selects_the_node_is_released(
+    f: &Fixture,
+) -> Result<()> {
+    add_pool(&f.ds, "rack-x", "10.6.0.0/24", 26, |p| {
+        p.spec.node_selector = Some("rack == 'x'".into())
+    })
+    .await?;
+    add_node(&f.ds, "n", &[("rack", "x")]).await?;
+    let ip = Ipam::new(f.ds.clone())
+        .auto_assign(&args("n", "h"))
+        .await?
+        .v4[0];
+    let aff = keys::affinity_key("n", &ip.trunc().to_string());
+    edit_resource(&f.ds, Kind::Node, "n", |r| {
+        r.metadata_mut().labels = Some([("rack".to_string(), "y".to_string())].into());
+    })
+    .await?;
+    // Released by address (as `calicoctl ipam release` does), from a fresh client.
+    let released = Ipam::new(f.ds.clone())
+        .release_ips(&[ReleaseRequest {
+            ip: ip.addr(),
+            handle: None,
+            sequence_number: None,
+        }])
+        .await?;
+    ensure!(released.released == vec![ip.addr()], "{released:?}");
+    ensure!(f.ds.get(&aff).await?.is_none(), "affinity released");
+    ensure!(
+        f.ds.get(&keys::block_key(&ip.trunc().to_string()))
+            .await?
+            .is_none(),
+        "empty block deleted"
+    );
+    Ok(())
+}
+
+both_backends!(
+    disabled_pool_is_never_used_after_disabling,
+    cached_config_change_is_honoured,
+    release_host_removes_the_node,
+    release_host_keeps_busy_blocks_without_affinity,
+    emptied_block_of_a_pool_that_no_longer_selects_the_node_is_released,
+);
