@@ -39,9 +39,11 @@ pub const COALESCE_QUIET: Duration = Duration::from_millis(2);
 /// ...but never longer than this after the first one.
 pub const COALESCE_MAX: Duration = Duration::from_millis(20);
 /// First retry after a route was left pending (its `caliX` not there yet) or an object failed;
-/// doubles up to [`RETRY_MAX`].
+/// doubles up to [`RETRY_MAX_PENDING`] while only routes wait for their interface, up to
+/// [`RETRY_MAX`] when something failed (each such retry re-reads the kernel).
 pub const RETRY_MIN: Duration = Duration::from_millis(10);
-pub const RETRY_MAX: Duration = Duration::from_secs(2);
+pub const RETRY_MAX_PENDING: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Felix's state on the dataplane thread: the graph, the reconciler, the refresh setting.
 /// Pure apart from [`Felix::reconcile`], which goes through the `Dataplane` traits (so it is
@@ -335,13 +337,13 @@ pub fn run(mut felix: Felix, rx: &Receiver<SyncUpdate>, dp: &mut Dataplane<'_>, 
             }
         }
         last_problems = problems;
-        retry = if report.errors.is_empty() && report.pending.is_empty() {
-            None
-        } else {
-            if !report.errors.is_empty() {
-                status.dataplane_failures.fetch_add(1, Ordering::Relaxed);
-            }
+        retry = if !report.errors.is_empty() {
+            status.dataplane_failures.fetch_add(1, Ordering::Relaxed);
             Some(backoff(retry, RETRY_MAX))
+        } else if !report.pending.is_empty() {
+            Some(backoff(retry, RETRY_MAX_PENDING))
+        } else {
+            None
         };
     }
 }
