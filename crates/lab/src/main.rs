@@ -89,6 +89,13 @@ enum Command {
 enum NodeAction {
     /// Delete NODE of LAB as upstream's node controller cleans up a deleted node.
     Del { lab: String, node: String },
+    /// Stop NODE's calico-node (SIGTERM, or SIGKILL with --kill) and start it again.
+    Restart {
+        lab: String,
+        node: String,
+        #[arg(long)]
+        kill: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +184,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     r.blocks.join(", ")
                 }
             );
+        }
+        Command::Node {
+            action: NodeAction::Restart { lab, node, kill },
+        } => {
+            let how = if kill {
+                calico_lab::nodes::StopWith::Kill
+            } else {
+                calico_lab::nodes::StopWith::Term
+            };
+            let (old, new) = calico_lab::nodes::restart(&root, &lab, &node, how)?;
+            println!("calico-node of {node} restarted: pid {old} -> {new}");
         }
         Command::Apply { file, wait } => {
             let lab = lab::pick(&root, cli.lab.as_deref())?;

@@ -1,3 +1,6 @@
+//! `calico-lab node restart`: its calico-node stopped (SIGTERM, or SIGKILL as a crash) and
+//! started again with the same binary and environment.
+//!
 //! `calico-lab node del`: a node leaves the cluster the way upstream's node controller cleans
 //! up after a deleted Kubernetes node, so the other nodes' Felix removes its routes.
 //!
@@ -109,4 +112,71 @@ pub fn del(root: &Root, lab: &str, node: &str) -> Result<Removed> {
     st.netns.retain(|n| *n != member.netns);
     root.save(&st)?;
     Ok(removed)
+}
+
+/// How `node restart` stops the running agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopWith {
+    /// SIGTERM, SIGKILL after 5 s.
+    Term,
+    /// SIGKILL at once (a crash).
+    Kill,
+}
+
+/// Stop NODE's calico-node and start the same binary again with the same environment; the
+/// dataplane it programmed stays in place meanwhile. Returns (old pid, new pid).
+pub fn restart(root: &Root, lab: &str, node: &str, how: StopWith) -> Result<(i32, i32)> {
+    let mut st = load(root, lab)?;
+    let netns = st
+        .nodes()
+        .find(|m| m.name == node)
+        .map(|m| m.netns.clone())
+        .ok_or_else(|| anyhow!("lab {lab} has no node {node:?}"))?;
+    let name = format!("calico-node {node}");
+    let idx = st
+        .processes
+        .iter()
+        .position(|p| p.name == name)
+        .ok_or_else(|| {
+            anyhow!("node {node} has no calico-node recorded (was `up` run with --no-node?)")
+        })?;
+    let old = st.processes[idx].clone();
+    if old.start_time.is_none() || sys::start_time(old.pid) != old.start_time {
+        return Err(anyhow!(
+            "calico-node of {node} (pid {}) is not running; its log is {}",
+            old.pid,
+            root.node_dir(lab, node).join("calico-node.log").display()
+        ));
+    }
+    let exe = std::fs::read_link(format!("/proc/{}/exe", old.pid))
+        .with_context(|| format!("finding the binary of pid {}", old.pid))?;
+    let exe = exe
+        .to_string_lossy()
+        .trim_end_matches(" (deleted)")
+        .to_string();
+    match how {
+        StopWith::Term => {
+            sys::stop(&[old.pid], Duration::from_secs(5));
+        }
+        StopWith::Kill => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(old.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            sys::stop(&[old.pid], Duration::from_secs(5));
+        }
+    }
+    let dir = root.node_dir(lab, node);
+    let env_text = std::fs::read_to_string(dir.join("calico-node.env"))
+        .with_context(|| format!("reading {}", dir.join("calico-node.env").display()))?;
+    let env = crate::agents::read_env_file(&env_text);
+    let pid = crate::agents::start("calico-node", &netns, &[exe], &env, &dir)?;
+    st.processes[idx] = crate::state::Process {
+        name,
+        netns,
+        pid,
+        start_time: sys::start_time(pid),
+    };
+    root.save(&st)?;
+    Ok((old.pid, pid))
 }
