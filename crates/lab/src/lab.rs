@@ -183,8 +183,16 @@ pub fn up(root: &Root, file: &Path, agent: &NodeAgent, opts: UpOptions) -> Resul
             print_summary(&topo, &names, &st, &applied);
             if *agent == NodeAgent::None {
                 println!(
-                    "\nno node agent started (calico-node not found next to calico-lab; \
-                     pass --node-bin PATH to start one)"
+                    "\nno node agent started (--no-node, or no calico-node next to calico-lab; \
+                     pass --node-bin PATH to start one){}",
+                    if topo.pods.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; the {} declared pod(s) need calico-node and were not created",
+                            topo.pods.len()
+                        )
+                    }
                 );
                 return Ok(());
             }
@@ -266,10 +274,9 @@ fn build(
             root.save(st)?;
         }
     }
-    if !topo.pods.is_empty() {
-        if let NodeAgent::Binary(_) = agent {
-            wait_started(root, topo, st)?;
-        }
+    // Pods need calico-node: IPAM reads the Node it registers (and Felix routes them).
+    if !topo.pods.is_empty() && matches!(agent, NodeAgent::Binary(_)) {
+        wait_started(root, topo, st)?;
         for p in &topo.pods {
             crate::pods::add(root, &topo.name, &p.node, &p.namespace, &p.name, &p.labels)?;
         }
