@@ -479,3 +479,48 @@ async fn sigkill_and_restart_touch_no_wanted_route_and_remove_stale_ones() -> Re
     wait_routes(&c.node("rs-c").ns, "10.68.", &want_c, "rs-c routes")?;
     Ok(())
 }
+
+/// An IPIP pool: where the kernel has ipip support `tunl0` gets the node's IPIP tunnel address;
+/// where it has none (this project's test VMs) calico-node says so once, naming the fix, and
+/// stays ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipip_pool_configures_tunl0_or_reports_missing_kernel_support() -> Result<()> {
+    let mut p = pool("ip", "10.69.0.0/16", EncapMode::Never, 26);
+    p.spec.ipip_mode = Some(EncapMode::Always);
+    let c = Cluster::start(4, &[("ip-a", "10.34.10.11/24")], vec![p]).await?;
+    let a = c.node("ip-a");
+    let tunnel = eventually(Duration::from_secs(10), "IPIP tunnel address", || {
+        let n = futures_block(node(&c.store, "ip-a"))?;
+        Ok(n.spec
+            .bgp
+            .map(|b| b.ipv4_ipip_tunnel_addr)
+            .filter(|t| !t.is_empty()))
+    })?;
+    let has_tunl0 = a.ns.ip(&["-o", "link", "show"]).contains(" tunl0@");
+    if has_tunl0 {
+        eventually(Duration::from_secs(5), "tunnel address on tunl0", || {
+            Ok(a.ns
+                .ip(&["-4", "addr", "show", "dev", "tunl0"])
+                .contains(&format!("{tunnel}/32"))
+                .then_some(()))
+        })?;
+    } else {
+        eventually(Duration::from_secs(5), "the missing-ipip error", || {
+            Ok(a.proc.log().contains("modprobe ipip").then_some(()))
+        })
+        .with_context(|| a.proc.log())?;
+        assert_eq!(
+            a.proc.log().matches("modprobe ipip").count(),
+            1,
+            "said once, not on every retry:\n{}",
+            a.proc.log()
+        );
+    }
+    assert_eq!(get(&a.ns, 9099, "/readiness")?.map(|r| r.0), Some(200));
+    Ok(())
+}
+
+/// Runs a future to completion from a synchronous closure inside a multi-threaded test.
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
