@@ -223,9 +223,11 @@ pub fn spawn(
     let rtnl = Netlink::open().map_err(SpawnError::Netlink)?;
     let (tx, rx) = mpsc::channel();
     status.felix_enabled.store(true, Ordering::Relaxed);
+    status.dataplane_alive.store(true, Ordering::Relaxed);
     let handle = std::thread::Builder::new()
         .name("felix-dataplane".into())
         .spawn(move || {
+            let _alive = AliveGuard(Arc::clone(&status));
             let mut rtnl = rtnl;
             let mut sysctl = ProcSys::default();
             let mut nft = NftCommand::new();
@@ -238,6 +240,18 @@ pub fn spawn(
         })
         .map_err(SpawnError::Thread)?;
     Ok((FelixConsumer(tx), handle))
+}
+
+/// Clears `dataplane_alive` when the thread ends, however it ends (liveness then fails).
+struct AliveGuard(Arc<Status>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.dataplane_alive.store(false, Ordering::Relaxed);
+        if std::thread::panicking() {
+            tracing::error!("felix: the dataplane thread panicked; liveness now fails");
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,8 @@ pub struct Status {
     pub felix_enabled: AtomicBool,
     /// Felix programmed the kernel at least once after the first in-sync.
     pub dataplane_synced: AtomicBool,
+    /// Set by the dataplane thread while it runs (cleared when it ends, also by a panic).
+    pub dataplane_alive: AtomicBool,
     pub dataplane_applies: AtomicU64,
     pub dataplane_failures: AtomicU64,
 }
@@ -131,6 +133,15 @@ pub fn respond(method: &str, path: &str, status: &Status, endpoints: Endpoints) 
         return (405, "only GET and HEAD\n".into());
     }
     match (endpoints, path) {
+        (Endpoints::Health, "/liveness")
+            if status.felix_enabled.load(Ordering::Relaxed)
+                && !status.dataplane_alive.load(Ordering::Relaxed) =>
+        {
+            (
+                503,
+                "not live: Felix's dataplane thread stopped (see the log)\n".into(),
+            )
+        }
         (Endpoints::Health, "/liveness") => (200, "live\n".into()),
         (Endpoints::Health, "/readiness") if status.ready() => (200, "ready\n".into()),
         (Endpoints::Health, "/readiness") => (
@@ -250,6 +261,20 @@ mod tests {
         );
         s.in_sync.store(true, Ordering::Relaxed);
         assert_eq!(respond("GET", "/readiness", &s, Endpoints::Health).0, 200);
+
+        // With Felix: ready after its first dataplane pass, live while its thread runs.
+        s.felix_enabled.store(true, Ordering::Relaxed);
+        s.dataplane_alive.store(true, Ordering::Relaxed);
+        let (code, body) = respond("GET", "/readiness", &s, Endpoints::Health);
+        assert_eq!(
+            (code, body.as_str()),
+            (503, "not ready: dataplane not programmed yet\n")
+        );
+        s.dataplane_synced.store(true, Ordering::Relaxed);
+        assert_eq!(respond("GET", "/readiness", &s, Endpoints::Health).0, 200);
+        assert_eq!(respond("GET", "/liveness", &s, Endpoints::Health).0, 200);
+        s.dataplane_alive.store(false, Ordering::Relaxed);
+        assert_eq!(respond("GET", "/liveness", &s, Endpoints::Health).0, 503);
         assert_eq!(respond("POST", "/readiness", &s, Endpoints::Health).0, 405);
         assert_eq!(respond("GET", "/metrics", &s, Endpoints::Health).0, 404);
         assert_eq!(respond("GET", "/readiness", &s, Endpoints::Metrics).0, 404);

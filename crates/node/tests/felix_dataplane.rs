@@ -203,6 +203,16 @@ async fn crosssubnet_routes_like_seed_000_and_a_deleted_node_disappears() -> Res
     ] {
         assert!(link.contains(part), "{part} missing in {link}");
     }
+    let me = node(&c.store, "cs-a").await?;
+    assert!(
+        link.contains(&format!("link/ether {} ", me.spec.vxlan_tunnel_mac_addr)),
+        "MAC is not the Node's vxlanTunnelMACAddr: {link}"
+    );
+    let addr = a.ns.ip(&["-4", "addr", "show", "dev", "vxlan.calico"]);
+    assert!(
+        addr.contains(&format!("inet {}/32 ", me.spec.ipv4_vxlan_tunnel_addr)),
+        "{addr}"
+    );
     let vtep_c = c.vtep("cs-c").await?;
     let mac_c = node(&c.store, "cs-c").await?.spec.vxlan_tunnel_mac_addr;
     let neigh = a.ns.ip(&["neigh", "show", "dev", "vxlan.calico"]);
