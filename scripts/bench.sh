@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and rewrites their sections of docs/benchmarks.md (between
 # <!-- bench:NAME --> markers), recording the command and the machine.
-#   scripts/bench.sh [NAME...]     NAME ∈ datastore ipam (default: all)
+#   scripts/bench.sh [NAME...]     NAME ∈ datastore ipam routes (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-names=("$@"); [ ${#names[@]} -gt 0 ] || names=(datastore ipam)
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(datastore ipam routes)
 
 machine() {
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
@@ -40,6 +40,15 @@ for n in "${names[@]}"; do
       cmd="cargo bench -p calico-ipam --bench ipam -- --ops 1000"
       BENCH_OUT="$out.table" $cmd
       { echo "Command: \`$cmd\` (or \`scripts/bench.sh ipam\`)."; echo; machine; echo; cat "$out.table"; } > "$out"
+      ;;
+    routes)
+      cmd="cargo bench -p calico-dataplane --features test-util --bench routes -- --routes 5000 --rounds 7"
+      cmd2="cargo bench -p calico-felix --bench felix_routes -- --blocks 5000 --rounds 5"
+      BENCH_OUT="$out.table" $cmd
+      BENCH_OUT="$out.table2" $cmd2
+      { echo "Commands: \`$cmd\` and \`$cmd2\` (or \`scripts/bench.sh routes\`)."; echo; machine; echo
+        cat "$out.table"; echo; cat "$out.table2"; } > "$out"
+      rm -f "$out.table2"
       ;;
     *) echo "unknown benchmark $n" >&2; exit 2 ;;
   esac
