@@ -239,11 +239,10 @@ pub fn attach(sw: &TestNetns, port: &str, cidr: &str, gw: &str) -> TestNetns {
     ns
 }
 
-/// A pod on `node`: an address from IPAM (in `pool` when given), the host side `caliX` (a veth
-/// whose peer stays in the node namespace: routes only need the host side), and its
-/// WorkloadEndpoint. Returns the address and the interface name.
-pub async fn add_workload(
-    store: &ResourceStore,
+/// A pod on `node` without its endpoint yet: an address from IPAM (in `pool` when given) and
+/// the host side `caliX` (a veth whose peer stays in the node namespace: routes only need the
+/// host side). Returns the address and the interface name.
+pub async fn prepare_workload(
     ipam: &Ipam,
     ns: &TestNetns,
     node: &str,
@@ -263,6 +262,27 @@ pub async fn add_workload(
     ns.ip(&["link", "add", &iface, "type", "veth", "peer", "name", &peer]);
     ns.ip(&["link", "set", &iface, "up"]);
     ns.ip(&["link", "set", &peer, "up"]);
+    Ok((ip, iface))
+}
+
+/// A pod on `node`: [`prepare_workload`], then its WorkloadEndpoint.
+pub async fn add_workload(
+    store: &ResourceStore,
+    ipam: &Ipam,
+    ns: &TestNetns,
+    node: &str,
+    pod: &str,
+    pool: Option<&str>,
+) -> Result<(IpAddr, String)> {
+    let (ip, iface) = prepare_workload(ipam, ns, node, pod, pool).await?;
+    store
+        .create(workload_endpoint(node, pod, &iface, ip)?)
+        .await?;
+    Ok((ip, iface))
+}
+
+/// The WorkloadEndpoint of a Kubernetes pod in namespace `default` (as the CNI plugin writes it).
+pub fn workload_endpoint(node: &str, pod: &str, iface: &str, ip: IpAddr) -> Result<Resource> {
     let name = WorkloadEndpointIdentifiers::k8s(node, pod, "eth0").name()?;
     let wep = serde_json::json!({
         "apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
@@ -271,9 +291,10 @@ pub async fn add_workload(
             "interfaceName": iface, "ipNetworks": [format!("{ip}/32")],
             "profiles": ["kns.default"]}
     });
-    let r = Resource::from_json(Kind::WorkloadEndpoint, wep.to_string().as_bytes())?;
-    store.create(r).await?;
-    Ok((ip, iface))
+    Ok(Resource::from_json(
+        Kind::WorkloadEndpoint,
+        wep.to_string().as_bytes(),
+    )?)
 }
 
 /// `ip route` lines of the main table whose destination starts with `prefix` (e.g. the pool's
