@@ -447,19 +447,67 @@ async fn sigkill_and_restart_touch_no_wanted_route_and_remove_stale_ones() -> Re
         .find(|n| n.name == "rs-a")
         .context("rs-a")?;
     a.proc.kill()?;
-    // Left behind while it was down: ours by protocol, wanted by nobody.
+    // Left behind while it was down, wanted by nobody: a route ours by protocol, one ours by
+    // device, a permanent neighbour and an FDB entry on vxlan.calico.
     a.ns.ip(&["route", "add", "blackhole", "10.68.250.0/26", "proto", "80"]);
+    a.ns.ip(&[
+        "route",
+        "add",
+        "10.68.251.0/26",
+        "via",
+        "10.68.251.0",
+        "dev",
+        "vxlan.calico",
+        "onlink",
+    ]);
+    a.ns.ip(&[
+        "neigh",
+        "add",
+        "10.68.251.0",
+        "lladdr",
+        "66:00:00:00:00:01",
+        "dev",
+        "vxlan.calico",
+        "nud",
+        "permanent",
+    ]);
+    a.ns.exec(&[
+        "bridge",
+        "fdb",
+        "add",
+        "66:00:00:00:00:01",
+        "dev",
+        "vxlan.calico",
+        "dst",
+        "10.33.20.99",
+        "self",
+        "permanent",
+    ]);
     let monitor = Monitor::start(&a.ns, a.dir.join("monitor.txt"))?;
     a.proc = NodeProc::spawn_node(&a.ns, "rs-a", &c.db, &a.dir, &ENV)?;
     wait_ready(&a.ns, &a.proc)?;
     // Readiness follows the first dataplane pass; give a late change a chance to show.
     std::thread::sleep(Duration::from_millis(300));
-    let events = monitor.stop()?;
+    let mut events = monitor.stop()?;
+    events.sort();
     assert_eq!(
         events,
-        ["Deleted blackhole 10.68.250.0/26 proto 80"],
-        "the restart may only remove the stale route; log:\n{}",
+        [
+            "Deleted 10.68.251.0/26 via 10.68.251.0 dev vxlan.calico onlink",
+            "Deleted blackhole 10.68.250.0/26 proto 80",
+        ],
+        "the restart may only remove the stale routes; log:\n{}",
         a.proc.log()
+    );
+    assert!(
+        !a.ns
+            .ip(&["neigh", "show", "dev", "vxlan.calico"])
+            .contains("10.68.251.0")
+    );
+    assert!(
+        !a.ns
+            .exec(&["bridge", "fdb", "show", "dev", "vxlan.calico"])
+            .contains("66:00:00:00:00:01")
     );
     let after_all = a.ns.ip(&["route", "show"]);
     assert_eq!(after_all, before_all, "routes changed across the restart");
