@@ -56,6 +56,15 @@ impl Cluster {
         nodes: &[(&str, &str)],
         pools: Vec<calico_api::resources::IPPool>,
     ) -> Result<Cluster> {
+        Cluster::start_with(net, nodes, pools, &ENV).await
+    }
+
+    async fn start_with(
+        net: u8,
+        nodes: &[(&str, &str)],
+        pools: Vec<calico_api::resources::IPPool>,
+        env: &[(&str, &str)],
+    ) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("datastore.db");
         let (ds, store) = open_store(&db).await?;
@@ -77,7 +86,7 @@ impl Cluster {
             let n: IpNet = cidr.parse()?;
             let ns = attach(&sw, &format!("p{net}-{i}"), cidr, &gw_of(&n).to_string());
             let ndir = dir.path().join(name);
-            let proc = NodeProc::spawn_node(&ns, name, &db, &ndir, &ENV)?;
+            let proc = NodeProc::spawn_node(&ns, name, &db, &ndir, env)?;
             out.push(TestNode {
                 name: name.to_string(),
                 ns,
@@ -626,5 +635,57 @@ async fn a_burst_of_100_pods_is_coalesced() -> Result<()> {
         "100 endpoints written in {written:?}; all 100 routes in {all:?}; {passes} dataplane passes"
     );
     assert!(passes < 50, "{passes} passes for 100 updates");
+    Ok(())
+}
+
+/// The periodic refresh (FELIX_ROUTEREFRESHINTERVAL=0.5) puts back a route and an FDB entry
+/// deleted by hand, with no datastore change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_repairs_manual_damage() -> Result<()> {
+    let mut env = ENV.to_vec();
+    env.retain(|(k, _)| *k != "FELIX_ROUTEREFRESHINTERVAL");
+    env.push(("FELIX_ROUTEREFRESHINTERVAL", "0.5"));
+    let c = Cluster::start_with(
+        6,
+        &[("rf-a", "10.36.10.11/24"), ("rf-b", "10.36.20.11/24")],
+        vec![pool("rf", "10.71.0.0/16", EncapMode::Always, 26)],
+        &env,
+    )
+    .await?;
+    let pods = one_pod_each(&c, None).await?;
+    let want = c.expected("rf-a", &pods, EncapMode::Always).await?;
+    let a = c.node("rf-a");
+    wait_routes(&a.ns, "10.71.", &want, "rf-a routes")?;
+    let remote = want
+        .iter()
+        .find(|l| l.contains("vxlan.calico"))
+        .context("a VXLAN route")?
+        .clone();
+    let dst = remote.split_whitespace().next().context("destination")?;
+    a.ns.ip(&["route", "del", dst]);
+    let mac_b = node(&c.store, "rf-b").await?.spec.vxlan_tunnel_mac_addr;
+    a.ns.exec(&[
+        "bridge",
+        "fdb",
+        "del",
+        &mac_b,
+        "dev",
+        "vxlan.calico",
+        "dst",
+        "10.36.20.11",
+        "self",
+    ]);
+    wait_routes(
+        &a.ns,
+        "10.71.",
+        &want,
+        "the deleted route back after a refresh",
+    )?;
+    eventually(Duration::from_secs(5), "the FDB entry back", || {
+        Ok(a.ns
+            .exec(&["bridge", "fdb", "show", "dev", "vxlan.calico"])
+            .contains(&format!("{mac_b} dst 10.36.20.11 self permanent"))
+            .then_some(()))
+    })?;
     Ok(())
 }
