@@ -23,6 +23,8 @@ use calico_datastore::{Datastore, DatastoreConfig};
 use calico_ipam::{Attrs, AutoAssignArgs, Ipam};
 use ipnet::IpNet;
 
+pub mod cluster;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_calico-node");
 
 /// The running binary; killed on drop so a failing test leaves nothing behind.
