@@ -3,7 +3,7 @@
 //! keeps the node's own state in line with the pools (tunnel addresses, pod MTU file).
 //!
 //! ```text
-//!  Syncer(prefixes) ──SyncUpdate──▶ Agent::step ──▶ every SyncConsumer::on_update (Felix later)
+//!  Syncer(prefixes) ──SyncUpdate──▶ Agent::step ──▶ every SyncConsumer::on_update (felix::FelixConsumer)
 //!                                       │ pool / own Node changed (after first InSync)
 //!                                       ▼
 //!                      tunnels::reconcile + pod MTU file   (retried every RETRY on failure)

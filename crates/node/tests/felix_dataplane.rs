@@ -421,6 +421,8 @@ async fn a_burst_of_100_pods_is_coalesced() -> Result<()> {
         "100 endpoints written in {written:?}; all 100 routes in {all:?}; {passes} dataplane passes"
     );
     assert!(passes < 50, "{passes} passes for 100 updates");
+    let rss = metric(&a.ns, "process_resident_memory_bytes")?;
+    eprintln!("calico-node RSS with 100 pods: {} KiB", rss / 1024);
     Ok(())
 }
 
