@@ -284,7 +284,7 @@ fn seed002_pool_switch_from_never_to_always_converges_without_a_restart() {
         assert_eq!(lab.block_routes(node, "10.48.0.0/24", 26), want, "{node}");
         assert!(lab.link(node, "vxlan.calico").contains(" mtu 8951 "));
     }
-    assert_all_pods_reach(&out, 4);
+    assert_all_pods_reach(&out, 8);
     assert_eq!(pids(&lab), before, "no process was restarted");
 }
 
