@@ -282,6 +282,8 @@ fn coalesce(felix: &mut Felix, rx: &Receiver<SyncUpdate>) -> bool {
 /// The dataplane loop; returns when the channel closes.
 pub fn run(mut felix: Felix, rx: &Receiver<SyncUpdate>, dp: &mut Dataplane<'_>, status: &Status) {
     let mut next_refresh: Option<Instant> = None;
+    let mut last_full: Option<Instant> = None;
+    let mut refresh_used = felix.refresh_interval();
     let mut retry: Option<(Instant, Duration)> = None;
     let mut last_problems = String::new();
     loop {
@@ -308,18 +310,28 @@ pub fn run(mut felix: Felix, rx: &Receiver<SyncUpdate>, dp: &mut Dataplane<'_>, 
         if !felix.in_sync() {
             continue;
         }
+        // routeRefreshInterval changed in a FelixConfiguration: reschedule from the last refresh.
+        let interval = felix.refresh_interval();
+        if interval != refresh_used {
+            tracing::info!(?interval, "felix: route refresh interval changed");
+            refresh_used = interval;
+            next_refresh = last_full.and_then(|t| interval.map(|d| t + d));
+        }
         let now = Instant::now();
         let full = !felix.applied_once() || next_refresh.is_some_and(|t| t <= now);
         let retry_due = retry.is_some_and(|(t, _)| t <= now);
         if !(full || retry_due || felix.dirty()) {
             continue;
         }
+        let first = !felix.applied_once();
         let started = Instant::now();
         let result = felix.reconcile(dp, full);
         let took = started.elapsed();
         status.dataplane_applies.fetch_add(1, Ordering::Relaxed);
         if full {
-            next_refresh = felix.refresh_interval().map(|d| Instant::now() + d);
+            let now = Instant::now();
+            last_full = Some(now);
+            next_refresh = refresh_used.map(|d| now + d);
         }
         let report = match result {
             Ok(r) => r,
@@ -331,7 +343,16 @@ pub fn run(mut felix: Felix, rx: &Receiver<SyncUpdate>, dp: &mut Dataplane<'_>, 
             }
         };
         status.dataplane_synced.store(true, Ordering::Relaxed);
-        if report.changed() {
+        if first {
+            tracing::info!(
+                routes = felix.graph().state().routes.len(),
+                set = report.routes_replaced,
+                deleted_stale = report.routes_deleted,
+                device_created = report.device_created,
+                ?took,
+                "felix: dataplane programmed"
+            );
+        } else if report.changed() {
             tracing::debug!(
                 full,
                 routes_set = report.routes_replaced,
