@@ -17,6 +17,7 @@
 
 mod assign;
 mod assign_ip;
+mod batch;
 mod cache;
 mod claim;
 mod host;
@@ -231,6 +232,8 @@ pub struct Ipam {
     /// Pools, reservations, configuration, Nodes and last-used blocks (see `cache`).
     cache: Arc<cache::Cache>,
     cache_ttl: Duration,
+    /// Requests waiting for their host's lock (see `batch`).
+    queues: Arc<batch::Queues>,
 }
 
 impl Ipam {
@@ -248,6 +251,7 @@ impl Ipam {
             host_locks: Arc::default(),
             cache: Arc::default(),
             cache_ttl: CACHE_TTL,
+            queues: Arc::default(),
         }
     }
 

@@ -1,7 +1,7 @@
-//! The allocator's cache against both backends (a pool disabled, a Node relabelled or the IPAM
-//! configuration changed in the store is honoured at once by an `Ipam` that cached them), one
-//! transaction per steady-state allocation, removal of a node (`release_host`), and upstream's
-//! affinity consistency check on release.
+//! Against both backends: the allocator's cache (a pool disabled, a Node relabelled or the IPAM
+//! configuration changed in the store is honoured at once by an `Ipam` that cached them), group
+//! commit of concurrent requests of one node, removal of a node (`release_host`), and
+//! upstream's affinity consistency check on release.
 
 mod common;
 
@@ -186,7 +186,46 @@ async fn emptied_block_of_a_pool_that_no_longer_selects_the_node_is_released(
     Ok(())
 }
 
+/// 32 concurrent requests for one node in one process: unique addresses, handles and blocks
+/// agree, and (on etcd, where one transaction is one revision) they share transactions.
+async fn concurrent_requests_of_one_node_share_transactions(f: &Fixture) -> Result<()> {
+    add_pool(&f.ds, "p", "10.7.0.0/24", 26, |_| {}).await?;
+    add_node(&f.ds, "n", &[]).await?;
+    let ipam = Ipam::new(f.ds.clone());
+    ipam.auto_assign(&args("n", "warm-up")).await?;
+    let before = f.ds.revision().await?;
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let ipam = ipam.clone();
+            tokio::spawn(async move { ipam.auto_assign(&args("n", &format!("c{i}"))).await })
+        })
+        .collect();
+    let mut ips = std::collections::BTreeSet::new();
+    for t in tasks {
+        let got = t.await??;
+        ensure!(got.v4.len() == 1, "{got:?}");
+        ips.insert(got.v4[0].addr());
+    }
+    ensure!(ips.len() == 32, "every address once: {ips:?}");
+    for i in 0..32 {
+        let held = ipam.ips_by_handle(&format!("c{i}")).await?;
+        ensure!(held.len() == 1 && ips.contains(&held[0]), "c{i}: {held:?}");
+    }
+    let revisions = f.ds.revision().await? - before;
+    let etcd = f
+        .env
+        .iter()
+        .any(|(k, v)| k == "DATASTORE_TYPE" && v == "etcdv3");
+    ensure!(
+        !etcd || revisions < 32,
+        "32 allocations took {revisions} transactions: no batching"
+    );
+    ensure!(check(f.ds.as_ref()).await?.is_clean());
+    Ok(())
+}
+
 both_backends!(
+    concurrent_requests_of_one_node_share_transactions,
     disabled_pool_is_never_used_after_disabling,
     cached_config_change_is_honoured,
     release_host_removes_the_node,

@@ -89,8 +89,16 @@ impl Ipam {
                 "hostname is empty; name the node to assign for".into(),
             ));
         }
+        if Self::batchable(args) {
+            return self.auto_assign_queued(args).await;
+        }
         let lock = self.host_lock(&args.hostname);
         let _turn = lock.lock().await;
+        self.auto_assign_locked(args).await
+    }
+
+    /// `auto_assign` for a caller that holds the host's lock.
+    pub(super) async fn auto_assign_locked(&self, args: &AutoAssignArgs) -> Result<Assignments> {
         let mut fresh = false;
         let mut stale = 0;
         loop {
@@ -168,7 +176,7 @@ impl Ipam {
 
     /// Releases addresses this call took, guarded by the handle (best effort: a failure here
     /// leaves addresses that `check` reports and `release` frees).
-    async fn undo(&self, ips: &[IpAddr], handle: Option<&str>) {
+    pub(super) async fn undo(&self, ips: &[IpAddr], handle: Option<&str>) {
         let reqs: Vec<ReleaseRequest> = ips
             .iter()
             .map(|ip| ReleaseRequest {
