@@ -77,6 +77,22 @@ impl RecordingRtnl {
         }
     }
 
+    /// A fake host with these links (index, name), each up with MTU 1500.
+    pub fn with_links(links: &[(u32, &str)]) -> Self {
+        let mut rtnl = RecordingRtnl::new();
+        for (index, name) in links {
+            rtnl.links.push(Link {
+                index: *index,
+                name: (*name).to_string(),
+                mtu: Some(1500),
+                mac: None,
+                up: true,
+                kind: None,
+            });
+        }
+        rtnl
+    }
+
     /// Make every call matching `pred` fail with `errno` (the call is still recorded).
     pub fn fail_when(&mut self, pred: impl Fn(&Call) -> bool + Send + 'static, errno: Errno) {
         self.fail.push((Box::new(pred), errno));

@@ -55,24 +55,29 @@ impl TestNetns {
         run("ip", &full)
     }
 
+    /// A veth pair: `name` here, `peer_name` created directly in `peer` (both down).
+    pub fn veth_to(&self, name: &str, peer: &TestNetns, peer_name: &str) {
+        self.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer_name,
+            "netns",
+            peer.name(),
+        ]);
+    }
+
     /// A node namespace whose uplink `eth1` (address `node_cidr`, up) is a veth to `eth0` of a
     /// second namespace (address `peer_cidr` when given, up). Returns (node, peer); keep both
     /// alive for the test.
     pub fn with_uplink(node_cidr: &str, peer_cidr: Option<&str>) -> (TestNetns, TestNetns) {
         let ns = TestNetns::new();
         let peer = TestNetns::new();
-        ns.ip(&[
-            "link",
-            "add",
-            "eth1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            peer.name(),
-        ]);
+        ns.veth_to("eth1", &peer, "eth0");
         ns.ip(&["addr", "add", node_cidr, "dev", "eth1"]);
         ns.ip(&["link", "set", "eth1", "up"]);
         if let Some(cidr) = peer_cidr {

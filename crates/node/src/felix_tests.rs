@@ -17,17 +17,7 @@ struct Fakes {
 
 impl Fakes {
     fn new() -> Fakes {
-        let mut rtnl = RecordingRtnl::new();
-        for (index, name) in [(1, "lo"), (2, "eth1"), (3, "cali1234")] {
-            rtnl.links.push(Link {
-                index,
-                name: name.into(),
-                mtu: Some(1500),
-                mac: None,
-                up: true,
-                kind: None,
-            });
-        }
+        let rtnl = RecordingRtnl::with_links(&[(1, "lo"), (2, "eth1"), (3, "cali1234")]);
         Fakes {
             rtnl,
             sysctl: RecordingSysctl::default(),

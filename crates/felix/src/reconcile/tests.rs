@@ -21,17 +21,7 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        let mut rtnl = RecordingRtnl::new();
-        for (index, name) in [(1, "lo"), (ETH1, "eth1"), (CALI, "cali1234")] {
-            rtnl.links.push(Link {
-                index,
-                name: name.into(),
-                mtu: Some(1500),
-                mac: None,
-                up: true,
-                kind: None,
-            });
-        }
+        let rtnl = RecordingRtnl::with_links(&[(1, "lo"), (ETH1, "eth1"), (CALI, "cali1234")]);
         Env {
             rtnl,
             sysctl: RecordingSysctl::default(),

@@ -221,18 +221,7 @@ pub fn switch(gateways: &[&str]) -> TestNetns {
 pub fn attach(sw: &TestNetns, port: &str, cidr: &str, gw: &str) -> TestNetns {
     let ns = TestNetns::new();
     ns.ip(&["link", "set", "lo", "up"]);
-    ns.ip(&[
-        "link",
-        "add",
-        "eth1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        port,
-        "netns",
-        sw.name(),
-    ]);
+    ns.veth_to("eth1", sw, port);
     sw.ip(&["link", "set", port, "master", "br0"]);
     sw.ip(&["link", "set", port, "up"]);
     ns.ip(&["addr", "add", cidr, "dev", "eth1"]);
