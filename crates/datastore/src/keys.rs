@@ -68,15 +68,25 @@ pub fn block_prefix(ipv6: bool) -> String {
 }
 
 pub fn affinity_key(host: &str, cidr: &str) -> String {
+    typed_affinity_key("host", host, cidr)
+}
+
+pub fn host_affinity_prefix(host: &str) -> String {
+    typed_affinity_prefix("host", host)
+}
+
+/// An affinity of another type than `host`: upstream keeps LoadBalancer blocks' affinities at
+/// `/calico/ipam/v2/virtual/load-balancer/ipv4/block/<cidr>`.
+pub fn typed_affinity_key(kind: &str, owner: &str, cidr: &str) -> String {
     format!(
-        "{IPAM_ROOT}host/{host}/{}/block/{}",
+        "{IPAM_ROOT}{kind}/{owner}/{}/block/{}",
         family(cidr),
         cidr_segment(cidr)
     )
 }
 
-pub fn host_affinity_prefix(host: &str) -> String {
-    format!("{IPAM_ROOT}host/{host}/")
+pub fn typed_affinity_prefix(kind: &str, owner: &str) -> String {
+    format!("{IPAM_ROOT}{kind}/{owner}/")
 }
 
 pub fn all_affinities_prefix() -> String {

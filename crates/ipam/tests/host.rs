@@ -1,7 +1,8 @@
 //! Against both backends: the allocator's cache (a pool disabled, a Node relabelled or the IPAM
 //! configuration changed in the store is honoured at once by an `Ipam` that cached them), group
-//! commit of concurrent requests of one node, removal of a node (`release_host`), and
-//! upstream's affinity consistency check on release.
+//! commit of concurrent requests of one node, LoadBalancer addresses in blocks of the virtual
+//! owner, removal of a node (`release_host`), and upstream's affinity consistency check on
+//! release.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use calico_api::resources::ippool::AllowedUse;
 use calico_api::{Kind, Resource};
 use calico_datastore::keys;
 use calico_ipam::model::IpamConfig;
@@ -224,7 +226,58 @@ async fn concurrent_requests_of_one_node_share_transactions(f: &Fixture) -> Resu
     Ok(())
 }
 
+/// LoadBalancer addresses come from LoadBalancer pools, in blocks affine to upstream's virtual
+/// owner (`virtual:load-balancer`, affinity key under `/calico/ipam/v2/virtual/`), with no Node;
+/// workloads never get them.
+async fn load_balancer_addresses_use_the_virtual_owner(f: &Fixture) -> Result<()> {
+    add_pool(&f.ds, "lb", "10.8.0.0/28", 30, |p| {
+        p.spec.allowed_uses = Some(vec![AllowedUse::LoadBalancer]);
+    })
+    .await?;
+    add_pool(&f.ds, "pods", "10.9.0.0/28", 30, |_| {}).await?;
+    add_node(&f.ds, "n", &[]).await?;
+    let ipam = Ipam::new(f.ds.clone());
+    let mut lb = AutoAssignArgs::new("", "svc-a");
+    lb.usage = AllowedUse::LoadBalancer;
+    lb.attrs.namespace = Some("default".into());
+    let mut lb_ips = Vec::new();
+    for i in 0..6 {
+        lb.handle = Some(format!("svc-{i}"));
+        lb_ips.push(ipam.auto_assign(&lb).await?.v4[0]);
+    }
+    ensure!(
+        lb_ips.iter().all(|n| within("10.8.0.0/28", n.addr())),
+        "{lb_ips:?}"
+    );
+    let pod = ipam.auto_assign(&args("n", "pod")).await?.v4[0];
+    ensure!(within("10.9.0.0/28", pod.addr()), "{pod:?}");
+
+    for b in lb_ips
+        .iter()
+        .map(|n| n.trunc())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let kv =
+            f.ds.get(&keys::block_key(&b.to_string()))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("block {b}"))?;
+        let block = calico_ipam::AllocationBlock::from_json(&kv.value)?;
+        ensure!(
+            block.affinity.as_deref() == Some("virtual:load-balancer"),
+            "{:?}",
+            block.affinity
+        );
+        let key = keys::typed_affinity_key("virtual", "load-balancer", &b.to_string());
+        ensure!(f.ds.get(&key).await?.is_some(), "affinity {key}");
+    }
+    ensure!(check(f.ds.as_ref()).await?.is_clean());
+    ensure!(ipam.release_by_handle("svc-0").await? == 1);
+    ensure!(ipam.ips_by_handle("svc-0").await?.is_empty());
+    Ok(())
+}
+
 both_backends!(
+    load_balancer_addresses_use_the_virtual_owner,
     concurrent_requests_of_one_node_share_transactions,
     disabled_pool_is_never_used_after_disabling,
     cached_config_change_is_honoured,

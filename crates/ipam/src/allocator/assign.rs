@@ -16,6 +16,7 @@ use calico_datastore::{Check, keys};
 use ipnet::IpNet;
 
 use super::cache::{NodeInfo, Shared};
+use super::store::{VIRTUAL_LOAD_BALANCER, VIRTUAL_PREFIX};
 use super::store::{Versioned, is_race, race_key};
 use super::{Assignments, AutoAssignArgs, Ipam, IpamError, RETRIES, Result, family};
 use crate::block::{AFFINITY_HOST, AllocationBlock, ReleaseRequest};
@@ -23,7 +24,7 @@ use crate::model::{AffinityValue, HandleValue, IpamConfig};
 use crate::pools::{
     Pool, PoolRequest, Reservations, block_walk, select_pools, selects_node, walk_seed,
 };
-use calico_api::resources::ippool::IPPool;
+use calico_api::resources::ippool::{AllowedUse, IPPool};
 
 /// The host's affinities of one family, as listed.
 type Affinities = Vec<(IpNet, Versioned<AffinityValue>)>;
@@ -62,19 +63,33 @@ pub(super) struct Request<'a> {
     pub(super) config: IpamConfig,
     /// What the block writes check: pools and configuration as read, and the Node.
     pub(super) shared: Arc<Shared>,
-    pub(super) node_check: Check,
+    pub(super) node_check: Option<Check>,
 }
 
 impl Request<'_> {
     fn checks_for(&self, block: &IpNet) -> Vec<Check> {
         let mut out = self.shared.checks_for(block);
-        out.push(self.node_check.clone());
+        out.extend(self.node_check.clone());
         out
     }
 }
 
+/// The block `affinity` of an owner: `host:<node>`, or the virtual owner as is.
 pub(super) fn host_affinity(host: &str) -> String {
-    format!("{AFFINITY_HOST}:{host}")
+    if host.starts_with(VIRTUAL_PREFIX) {
+        host.to_string()
+    } else {
+        format!("{AFFINITY_HOST}:{host}")
+    }
+}
+
+/// The owner (as the allocator names it: a node, or `virtual:<name>`) a block is affine to.
+pub(super) fn owner_of(block: &AllocationBlock) -> Option<String> {
+    let affinity = block.affinity.as_deref()?;
+    if affinity.starts_with(VIRTUAL_PREFIX) {
+        return Some(affinity.to_string());
+    }
+    block.host().map(str::to_string)
 }
 
 impl Ipam {
@@ -84,6 +99,13 @@ impl Ipam {
     /// configuration and Node (see `cache`): a write that finds them changed, or a failure that
     /// fresh reads might avoid, is retried with fresh reads.
     pub async fn auto_assign(&self, args: &AutoAssignArgs) -> Result<Assignments> {
+        if args.usage == AllowedUse::LoadBalancer && args.hostname != VIRTUAL_LOAD_BALANCER {
+            // LoadBalancer addresses belong to no node: upstream keeps their blocks affine to
+            // the virtual owner `load-balancer`.
+            let mut lb = args.clone();
+            lb.hostname = VIRTUAL_LOAD_BALANCER.to_string();
+            return Box::pin(self.auto_assign(&lb)).await;
+        }
         if args.hostname.is_empty() {
             return Err(IpamError::Invalid(
                 "hostname is empty; name the node to assign for".into(),

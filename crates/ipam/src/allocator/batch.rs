@@ -161,7 +161,7 @@ impl Ipam {
         }
         let block_key = keys::block_key(&cidr.to_string());
         let mut checks = shared.checks_for(&cidr);
-        checks.push(node.check.clone());
+        checks.extend(node.check.clone());
         checks.push(Check::revision(&block_key, b.rev));
         let mut ops = vec![Op::put(&block_key, value.to_json())];
         for (w, ips) in &served {

@@ -53,7 +53,8 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub(crate) struct NodeInfo {
     pub labels: BTreeMap<String, String>,
-    pub check: Check,
+    /// `None` for a virtual owner (no Node resource).
+    pub check: Option<Check>,
     loaded: Instant,
 }
 
@@ -148,6 +149,14 @@ impl Ipam {
         {
             return Ok((n.clone(), true));
         }
+        if node.starts_with(super::store::VIRTUAL_PREFIX) {
+            let info = NodeInfo {
+                labels: BTreeMap::new(),
+                check: None,
+                loaded: Instant::now(),
+            };
+            return Ok((info, true));
+        }
         let r = match self.resources.get(Kind::Node, None, node).await {
             Ok(r) => r,
             Err(StoreError::NotFound { .. }) => {
@@ -157,7 +166,7 @@ impl Ipam {
         };
         let info = NodeInfo {
             labels: r.metadata().labels.clone().unwrap_or_default(),
-            check: resource_check(Kind::Node, node, &r),
+            check: Some(resource_check(Kind::Node, node, &r)),
             loaded: Instant::now(),
         };
         lock(&self.cache.nodes).insert(node.to_string(), info.clone());

@@ -9,7 +9,7 @@ use std::time::UNIX_EPOCH;
 
 use ipnet::IpNet;
 
-use super::assign::{Request, host_affinity};
+use super::assign::{Request, host_affinity, owner_of};
 use super::store::Versioned;
 use super::{EMPTY_BLOCK_MIN_RECLAIM_AGE, Ipam, IpamError, Result};
 use crate::block::AllocationBlock;
@@ -192,9 +192,8 @@ impl Ipam {
                 continue;
             }
             let cidr = b.value.cidr;
-            let reclaimed = match b.value.host() {
+            let reclaimed = match owner_of(&b.value) {
                 Some(owner) => {
-                    let owner = owner.to_string();
                     self.release_block_affinity(&owner, &cidr, true, Some(b.value.sequence_number))
                         .await
                 }

@@ -232,7 +232,7 @@ impl Ipam {
             return Ok(false);
         }
         if b.value.affinity.is_some()
-            && !b.value.affinity_matches(crate::block::AFFINITY_HOST, host)
+            && b.value.affinity.as_deref() != Some(super::assign::host_affinity(host).as_str())
         {
             self.delete_affinity(host, cidr, Some(aff.rev)).await?;
             return Ok(false);

@@ -9,9 +9,7 @@ use ipnet::IpNet;
 
 use super::{Ipam, IpamError, Result};
 use crate::block::AllocationBlock;
-use crate::model::{
-    AffinityState, AffinityValue, HandleValue, IpamConfig, IpamConfigValue, parse_affinity_key,
-};
+use crate::model::{AffinityState, AffinityValue, HandleValue, IpamConfig, IpamConfigValue};
 use crate::pools::Reservations;
 
 /// A value with the revision it was read at (the CAS token).
@@ -103,7 +101,7 @@ impl Ipam {
         host: &str,
         cidr: &IpNet,
     ) -> Result<Option<Versioned<AffinityValue>>> {
-        let key = keys::affinity_key(host, &cidr.to_string());
+        let key = affinity_key(host, cidr);
         let Some(kv) = self.ds.get(&key).await? else {
             return Ok(None);
         };
@@ -120,7 +118,7 @@ impl Ipam {
         cidr: &IpNet,
         state: AffinityState,
     ) -> Result<Revision> {
-        let key = keys::affinity_key(host, &cidr.to_string());
+        let key = affinity_key(host, cidr);
         Ok(self
             .ds
             .create(&key, AffinityValue::new(state).to_json(), None)
@@ -134,7 +132,7 @@ impl Ipam {
         state: AffinityState,
         rev: Revision,
     ) -> Result<Revision> {
-        let key = keys::affinity_key(host, &cidr.to_string());
+        let key = affinity_key(host, cidr);
         Ok(self
             .ds
             .update(&key, AffinityValue::new(state).to_json(), rev)
@@ -147,11 +145,7 @@ impl Ipam {
         cidr: &IpNet,
         rev: Option<Revision>,
     ) -> Result<()> {
-        match self
-            .ds
-            .delete(&keys::affinity_key(host, &cidr.to_string()), rev)
-            .await
-        {
+        match self.ds.delete(&affinity_key(host, cidr), rev).await {
             Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -166,17 +160,20 @@ impl Ipam {
     ) -> Result<Vec<(IpNet, Versioned<AffinityValue>)>> {
         let prefix = format!(
             "{}{}/block/",
-            keys::host_affinity_prefix(host),
+            affinity_prefix(host),
             if v6 { "ipv6" } else { "ipv4" }
         );
         let mut out = Vec::new();
         for kv in self.ds.list(&prefix).await?.kvs {
-            let Some((h, cidr)) = parse_affinity_key(&kv.key) else {
+            // `<ip>-<prefix length>` after the prefix; anything else is not an affinity.
+            let Some(cidr) = kv
+                .key
+                .strip_prefix(&prefix)
+                .and_then(|seg| seg.rsplit_once('-'))
+                .and_then(|(ip, len)| format!("{ip}/{len}").parse::<IpNet>().ok())
+            else {
                 continue;
             };
-            if h != host {
-                continue;
-            }
             let value = AffinityValue::from_json(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
             out.push((
                 cidr,
@@ -262,6 +259,27 @@ impl Ipam {
             .unwrap_or_default()
             .as_nanos();
         u64::try_from(nanos).unwrap_or(u64::MAX) | ((self.random)() & 0xffff)
+    }
+}
+
+/// The prefix of virtual owners' names (`virtual:<name>`); node names cannot contain ':'.
+pub(crate) const VIRTUAL_PREFIX: &str = "virtual:";
+/// The owner of LoadBalancer blocks (upstream's `virtual:load-balancer` affinity).
+pub(crate) const VIRTUAL_LOAD_BALANCER: &str = "virtual:load-balancer";
+
+/// The affinity key of an owner (a node, or `virtual:<name>`) for a block.
+pub(crate) fn affinity_key(host: &str, cidr: &IpNet) -> String {
+    match host.strip_prefix(VIRTUAL_PREFIX) {
+        Some(name) => keys::typed_affinity_key("virtual", name, &cidr.to_string()),
+        None => keys::affinity_key(host, &cidr.to_string()),
+    }
+}
+
+/// Where an owner's affinities live.
+pub(crate) fn affinity_prefix(host: &str) -> String {
+    match host.strip_prefix(VIRTUAL_PREFIX) {
+        Some(name) => keys::typed_affinity_prefix("virtual", name),
+        None => keys::host_affinity_prefix(host),
     }
 }
 
