@@ -57,6 +57,8 @@ enum Command {
     },
     /// Create or replace Calico resources in the lab's datastore (like `calicoctl apply -f`).
     Apply {
+        /// The lab (default: --lab, or the only lab that is up).
+        name: Option<String>,
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
         /// Then wait up to this many seconds for the block routes and print the report.
@@ -65,12 +67,17 @@ enum Command {
     },
     /// Block affinities, every node's pod-block routes, pods, and the pod reachability matrix.
     Report {
+        /// The lab (default: --lab, or the only lab that is up).
+        name: Option<String>,
         /// Seconds to wait for the routes to take the seed shapes first.
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
     /// Show the lab's namespaces, links, addresses and processes.
-    Status,
+    Status {
+        /// The lab (default: --lab, or the only lab that is up).
+        name: Option<String>,
+    },
     /// Run CMD inside a node's, router's or pod's (NAMESPACE/POD) namespace.
     Exec {
         target: String,
@@ -78,7 +85,10 @@ enum Command {
         cmd: Vec<String>,
     },
     /// All-pairs reachability: nodes (ICMP), then pods (ICMP and TCP); exit 1 if a pair fails.
-    Check,
+    Check {
+        /// The lab (default: --lab, or the only lab that is up).
+        name: Option<String>,
+    },
     /// Remove everything the lab created, also after a crash of `up`.
     Down { name: Option<String> },
     /// Check a topology file without creating anything.
@@ -196,8 +206,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (old, new) = calico_lab::nodes::restart(&root, &lab, &node, how)?;
             println!("calico-node of {node} restarted: pid {old} -> {new}");
         }
-        Command::Apply { file, wait } => {
-            let lab = lab::pick(&root, cli.lab.as_deref())?;
+        Command::Apply { name, file, wait } => {
+            let lab = lab::pick(&root, name.as_deref().or(cli.lab.as_deref()))?;
             let st = root
                 .load(&lab)?
                 .ok_or_else(|| anyhow::anyhow!("lab {lab:?} is not up"))?;
@@ -213,14 +223,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Report { wait } => {
-            let lab = lab::pick(&root, cli.lab.as_deref())?;
+        Command::Report { name, wait } => {
+            let lab = lab::pick(&root, name.as_deref().or(cli.lab.as_deref()))?;
             if !inspect::report(&root, &lab, Duration::from_secs(wait), true)? {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Status => {
-            let text = inspect::status(&root, &lab::pick(&root, cli.lab.as_deref())?)?;
+        Command::Status { name } => {
+            let lab = lab::pick(&root, name.as_deref().or(cli.lab.as_deref()))?;
+            let text = inspect::status(&root, &lab)?;
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::stdout().write_all(text.as_bytes());
         }
@@ -229,8 +240,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = inspect::exec(&root, &lab, &target, &cmd)?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
-        Command::Check => {
-            if !inspect::check(&root, &lab::pick(&root, cli.lab.as_deref())?)? {
+        Command::Check { name } => {
+            let lab = lab::pick(&root, name.as_deref().or(cli.lab.as_deref()))?;
+            if !inspect::check(&root, &lab)? {
                 return Ok(ExitCode::FAILURE);
             }
         }

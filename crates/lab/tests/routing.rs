@@ -288,6 +288,19 @@ fn seed002_pool_switch_from_never_to_always_converges_without_a_restart() {
     assert_eq!(pids(&lab), before, "no process was restarted");
 }
 
+/// The IPAM handle holding `ip` in the lab's datastore, if any.
+fn held(lab: &Lab, ip: std::net::Ipv4Addr) -> Option<String> {
+    let st = calico_lab::state::Root(lab.state_dir())
+        .load(&lab.name)
+        .expect("state file")
+        .expect("lab is up");
+    calico_lab::datastore::with_store(&st, move |ds| async move {
+        let a = calico_ipam::Ipam::new(ds).assignment_of(ip.into()).await?;
+        Ok(a.map(|(handle, _)| handle.unwrap_or_default()))
+    })
+    .expect("read IPAM")
+}
+
 const THREE_JUMBO: &str = "
 subnets:
   - {name: jumbo, cidr: 10.20.0.0/24, gateway: 10.20.0.1, mtu: 9000}
@@ -330,17 +343,23 @@ fn jumbo_uplink_gives_pods_8950_pods_come_and_go_a_mute_pod_fails_check_a_delete
 
     // A pod added later gets an address in its node's block and reaches the others.
     let added = lab.ok(&["pod", "add", &lab.name, "n1", "p4", "--label", "app=late"]);
-    assert!(
-        added.contains(
-            net(&blocks["n1"])
-                .rsplit_once('.')
-                .map(|p| p.0)
-                .unwrap_or("?")
-        ),
-        "{added}"
-    );
-    assert_all_pods_reach(&lab.ok(&["check"]), 4);
+    let ip: std::net::Ipv4Addr = added
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {added:?}"));
+    let block: ipnet::Ipv4Net = blocks["n1"].parse().expect("block");
+    assert!(block.contains(&ip), "{ip} in n1's block {block}");
+    assert_all_pods_reach(&lab.ok(&["check", &lab.name]), 4);
+    let cali = |lab: &Lab| {
+        let links = lab.ok(&["exec", "n1", "--", "ip", "-o", "link", "show"]);
+        links.matches(": cali").count()
+    };
+    assert_eq!(cali(&lab), 2);
+    assert!(held(&lab, ip).is_some(), "{ip} held by p4's handle");
     lab.ok(&["pod", "del", &lab.name, "p4"]);
+    // CNI DEL removed the host side and released the address.
+    assert_eq!(cali(&lab), 1);
+    assert_eq!(held(&lab, ip), None, "{ip} released");
 
     // A pod that cannot answer fails `check`: its row and column (ICMP and TCP), nothing else.
     lab.ok(&["exec", "default/p2", "--", "ip", "route", "del", "default"]);
