@@ -368,6 +368,12 @@ async fn delete(o: &Opts) -> Outcome {
             continue;
         };
         let expected = t.revision.as_deref().and_then(|v| v.parse().ok());
+        if t.kind == Kind::Node
+            && let Err(e) = crate::node_delete::release_node(&store, &t.name).await
+        {
+            res.err = Some(e);
+            break;
+        }
         match client::bounded(store.delete(t.kind, t.namespace.as_deref(), &t.name, expected)).await
         {
             Ok(_) => res.num_handled += 1,

@@ -18,6 +18,7 @@ mod ipam;
 mod ipam_check;
 mod ipam_split;
 mod ipam_table;
+mod node_delete;
 mod output;
 mod table;
 mod version;

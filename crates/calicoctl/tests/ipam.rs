@@ -426,3 +426,64 @@ async fn concurrent_allocations_etcd() {
     };
     concurrent_allocations_show_exact_totals_and_check_clean(&ctl, ds).await;
 }
+
+/// `delete node` releases the node from IPAM as upstream's node deletion does: its
+/// WorkloadEndpoints' addresses are freed and the endpoints deleted, its empty blocks and
+/// affinities go, other nodes keep theirs, and `ipam check` stays clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_node_releases_its_ipam() {
+    let ctl = Ctl::embedded();
+    let p = ctl.file("pool.yaml", &pool("p", "10.40.0.0/26", "  blockSize: 29\n"));
+    ctl.apply(&p).ok();
+    for n in ["node-x", "node-y"] {
+        let f = ctl.file(&format!("{n}.yaml"), &node(n));
+        ctl.apply(&f).ok();
+    }
+    let ds = store(&ctl).await;
+    let ipam = Ipam::new(ds.clone());
+    let rs = calico_datastore::resources::ResourceStore::new(ds.clone());
+    for (i, n) in ["node-y", "node-x", "node-x"].into_iter().enumerate() {
+        let handle = format!("h{i}");
+        assign(&ipam, n, &handle, 1).await;
+        let ip = match ipam.ips_by_handle(&handle).await {
+            Ok(ips) if ips.len() == 1 => ips[0],
+            other => panic!("{handle}: {other:?}"),
+        };
+        let mut w = calico_api::resources::endpoint::WorkloadEndpoint::new("");
+        w.metadata.namespace = Some("default".into());
+        w.spec.orchestrator = "k8s".into();
+        w.spec.node = n.into();
+        w.spec.pod = format!("pod-{i}");
+        w.spec.endpoint = "eth0".into();
+        w.spec.ip_networks = vec![format!("{ip}/32")];
+        if let Err(e) = rs.create(calico_api::Resource::WorkloadEndpoint(w)).await {
+            panic!("WEP for {ip}: {e}");
+        }
+    }
+
+    ctl.run(&["delete", "node", "node-x"]).ok();
+    let weps = ctl.run(&["get", "workloadendpoints", "-A", "-o", "name"]);
+    weps.ok();
+    assert!(!weps.stdout.contains("node--x"), "{}", weps.stdout);
+    match ds.list(&keys::host_affinity_prefix("node-x")).await {
+        Ok(l) => assert!(l.kvs.is_empty(), "affinities left: {:?}", l.kvs),
+        Err(e) => panic!("{e}"),
+    }
+    let out = ctl.run(&["ipam", "show"]);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("| IP Pool  | 10.40.0.0/26 |        64 | 1 (2%)     | 63 (98%) |"),
+        "{}",
+        out.stdout
+    );
+    let check = ctl.run(&["ipam", "check"]);
+    check.ok();
+    assert!(
+        check
+            .stdout
+            .ends_with("Check complete; found 0 problems.\n"),
+        "{}",
+        check.stdout
+    );
+}
