@@ -105,11 +105,11 @@ fn up_check_and_down_of_a_four_node_two_subnet_lab() {
     // exec passes the command's exit code through.
     let o = lab.run(&["exec", "worker", "--", "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
-    // Pods are reserved for later; a clear error now.
+    // An unknown pod is named, with the pods there are.
     let o = lab.run(&["exec", "default/pod-a", "--", "true"]);
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("pods"),
+        String::from_utf8_lossy(&o.stderr).contains("no pod \"default/pod-a\" (pods: none)"),
         "{}",
         text(&o)
     );
