@@ -186,10 +186,12 @@ impl Calico {
         let pod_ns = pod_netns(req)?;
         // The datastore first: unreachable ⇒ nothing done.
         let ds: Arc<dyn Datastore> = context::connect(req).await?;
+        log.debug("datastore open");
         let store = ResourceStore::new(ds);
         let host_veth = wl.host_veth();
 
         let existing = get_endpoint(&store, &wl).await?;
+        log.debug(&format!("endpoint read (present: {})", existing.is_some()));
         if let Some(wep) = &existing
             && wep.spec.container_id == wl.container_id
             && wiring::host_veth_exists(&host_veth)?
@@ -217,6 +219,7 @@ impl Calico {
         }
 
         let ipam_result = delegate_add(&ipam, &req.stdin, &req.env)?;
+        log.debug(&format!("IPAM {ipam} answered"));
         let ips: Vec<IpNet> = ipam_result
             .ips
             .iter()
@@ -231,7 +234,16 @@ impl Calico {
         }
         log.info(&format!("IPAM {ipam} gave {ips:?}"));
         match self
-            .wire_and_record(req, &wl, &store, &pod_ns, mtu, &ips, log)
+            .wire_and_record(
+                req,
+                &wl,
+                &store,
+                &pod_ns,
+                mtu,
+                &ips,
+                existing.is_some(),
+                log,
+            )
             .await
         {
             Ok(result) => {
@@ -272,6 +284,7 @@ impl Calico {
         pod_ns: &NetNs,
         mtu: u32,
         ips: &[IpNet],
+        endpoint_exists: bool,
         log: &Log,
     ) -> Result<CniResult, CniError> {
         let host_veth = wl.host_veth();
@@ -288,14 +301,22 @@ impl Calico {
             allow_ip_forwarding: req.conf.allow_ip_forwarding,
         };
         let wired = wiring::wire(&w, pod_ns)?;
-        let wep = build_endpoint(req, wl, ips, &wired.pod_mac)?;
-        let name = wep.metadata.name.clone();
-        store
-            .apply(Resource::WorkloadEndpoint(wep))
-            .await
-            .map_err(|e| {
-                context::datastore_error(&format!("writing WorkloadEndpoint {name}"), e)
-            })?;
+        log.debug(&format!("wired {}", w.host_veth));
+        let wep = Resource::WorkloadEndpoint(build_endpoint(req, wl, ips, &wired.pod_mac)?);
+        let name = wep.name().to_string();
+        // No endpoint when ADD started (the common case): one create, no read. Otherwise (or
+        // when another writer won the race) a create-or-replace.
+        let written = if endpoint_exists {
+            store.apply(wep).await
+        } else {
+            match store.create(wep.clone()).await {
+                Err(StoreError::AlreadyExists { .. }) => store.apply(wep).await,
+                other => other,
+            }
+        };
+        written.map_err(|e| {
+            context::datastore_error(&format!("writing WorkloadEndpoint {name}"), e)
+        })?;
         log.info(&format!("wrote WorkloadEndpoint {name}"));
         Ok(result_for(req, wl, ips, &wired.pod_mac))
     }
@@ -305,6 +326,7 @@ impl Calico {
         let node = context::nodename(req)?;
         let wl = Workload::new(req, node);
         let ds = context::connect(req).await?;
+        log.debug("datastore open");
         let store = ResourceStore::new(ds);
         let existing = get_endpoint(&store, &wl).await?;
         // An endpoint of a newer sandbox of the same pod is not ours to remove.
@@ -331,8 +353,10 @@ impl Calico {
         }
         if ours {
             wiring::unwire(&wl.host_veth())?;
+            log.debug(&format!("removed {}", wl.host_veth()));
         }
         delegate_del(&ipam, &req.stdin, &req.env)?;
+        log.debug(&format!("IPAM {ipam} released"));
         Ok(())
     }
 

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
 
 use calico_api::naming::{WorkloadEndpointIdentifiers, host_interface_name};
 use calico_datastore::Datastore;
@@ -23,11 +23,15 @@ pub const DEFAULT_LOG_FILE: &str = "/var/log/calico/cni/cni.log";
 pub const DEFAULT_MTU: u32 = 1500;
 
 /// Appends lines to the configured log file; never writes stdout (stdout is the CNI reply).
-#[derive(Debug, Clone)]
+/// The file is opened once, at the first line. At debug level every line carries the
+/// milliseconds since the log was created, so a slow step shows in the log.
+#[derive(Debug)]
 pub struct Log {
     path: PathBuf,
     debug: bool,
     tag: String,
+    started: Instant,
+    file: OnceLock<Option<std::fs::File>>,
 }
 
 impl Log {
@@ -51,22 +55,34 @@ impl Log {
                 req.env.command.as_str(),
                 req.env.container_id
             ),
+            started: Instant::now(),
+            file: OnceLock::new(),
         }
     }
 
     fn write(&self, level: &str, msg: &str) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        else {
+        let file = self.file.get_or_init(|| {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .ok()
+        });
+        let Some(mut f) = file.as_ref() else {
             return;
         };
         let ts = calico_ipam::clock::format_rfc3339(SystemTime::now());
-        let _ = writeln!(f, "{ts} [{level}] {}: {msg}", self.tag);
+        // One write per line so concurrent plugins' lines never interleave.
+        let line = if self.debug {
+            let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            format!("{ts} [{level}] {} (+{ms:.2} ms): {msg}\n", self.tag)
+        } else {
+            format!("{ts} [{level}] {}: {msg}\n", self.tag)
+        };
+        let _ = f.write_all(line.as_bytes());
     }
 
     pub fn info(&self, msg: &str) {

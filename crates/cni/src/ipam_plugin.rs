@@ -61,6 +61,7 @@ impl CalicoIpam {
             ..Default::default()
         };
         let ds = context::connect(req).await?;
+        log.debug("datastore open");
         let ipam = Ipam::new(ds);
 
         // A repeated ADD for the same container returns what the handle already holds.
@@ -68,6 +69,7 @@ impl CalicoIpam {
             .ips_by_handle(&handle)
             .await
             .map_err(|e| ipam_error("cannot read the handle", e))?;
+        log.debug("handle read");
         let ips: Vec<IpAddr> = if !existing.is_empty() {
             log.info(&format!("handle {handle} already holds {existing:?}"));
             existing

@@ -1,6 +1,7 @@
 //! More `calico` binary cases in real namespaces: dual stack (IPv6 default route via the host
 //! side's link-local address, pod-to-pod ping6), an unreachable datastore (ADD and DEL change
-//! nothing), MTU and node name from calico-node's files, and DEL after the pod namespace is gone.
+//! nothing), MTU and node name from calico-node's files, DEL after the pod namespace is gone, and
+//! a failed WorkloadEndpoint write (the last step of ADD) rolling back the veth and the address.
 
 mod common;
 
@@ -200,4 +201,43 @@ fn del_after_the_pod_namespace_is_gone_still_cleans_up() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(fx.endpoints().is_empty());
     assert!(fx.handle_ips("ctr-gone").is_empty());
+}
+
+#[test]
+fn failed_endpoint_write_rolls_back_wiring_and_address() {
+    // A container ID the CNI spec allows but a WorkloadEndpoint does not (spec.containerID is
+    // alphanumerics and '-', as upstream): IPAM and wiring succeed, the endpoint write fails.
+    let fx = Fixture::new("10.65.0.0/16", 26);
+    let conf = fx.calico_ipam_conf();
+    let ns = TestNetns::new();
+    let p = pod(&ns, "under", "ctr_under");
+    let r = cni(&fx, "calico", "ADD", &p, &conf);
+    assert_ne!(r.code, 0, "{r:?}");
+    let err = r.json();
+    let text = err.to_string();
+    assert!(text.contains("WorkloadEndpoint"), "{err}");
+    assert!(text.contains("containerID"), "{err}");
+    let log = std::fs::read_to_string(fx.log_path()).unwrap_or_default();
+    assert!(
+        log.contains("wired cali"),
+        "wiring ran before the write: {log}"
+    );
+    assert!(
+        fx.cali_links().is_empty(),
+        "no veth left: {:?}",
+        fx.cali_links()
+    );
+    assert!(
+        !ns.ip(&["link", "show"]).contains("eth0"),
+        "no pod interface left"
+    );
+    assert!(fx.endpoints().is_empty(), "no endpoint left");
+    assert!(fx.handle_ips("ctr_under").is_empty(), "address released");
+    // The node is left in a state where the next ADD works normally.
+    let ns2 = TestNetns::new();
+    let p2 = pod(&ns2, "next", "ctr-next");
+    let ip = cni(&fx, "calico", "ADD", &p2, &conf).ok().ips();
+    assert_eq!(fx.endpoints().len(), 1);
+    cni(&fx, "calico", "DEL", &p2, &conf).ok();
+    assert!(ip[0].starts_with("10.65."), "{ip:?}");
 }

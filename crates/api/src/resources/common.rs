@@ -304,8 +304,12 @@ pub fn check_port_name(n: &str, field: &str, errs: &mut ValidationErrors) {
 // Names and labels
 
 fn is_label(s: &str) -> bool {
+    s.len() <= 63 && is_label_chars(s)
+}
+
+/// Lower-case alphanumerics and `-`, starting and ending alphanumeric; any length.
+fn is_label_chars(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
@@ -319,7 +323,9 @@ pub fn is_dns1123_label(s: &str) -> bool {
 
 /// DNS-1123 subdomain: dot-separated labels, at most 253 characters.
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
+    // As Kubernetes and upstream Calico check names: the length limit is on the whole name, not
+    // per dot-separated part (a plain-CNI WorkloadEndpoint name holds a 64-character container ID).
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label_chars)
 }
 
 /// Checks a reference to another resource by name (a node, profile, filter …).

@@ -126,9 +126,14 @@ impl Fixture {
 
     /// Addresses held by an IPAM handle.
     pub fn handle_ips(&self, container_id: &str) -> Vec<std::net::IpAddr> {
+        self.handle_ips_in(NETWORK, container_id)
+    }
+
+    /// Addresses held by the IPAM handle of `container_id` on `network`.
+    pub fn handle_ips_in(&self, network: &str, container_id: &str) -> Vec<std::net::IpAddr> {
         rt().block_on(async {
             let ipam = calico_ipam::Ipam::new(self.datastore().await);
-            ipam.ips_by_handle(&format!("{NETWORK}.{container_id}"))
+            ipam.ips_by_handle(&format!("{network}.{container_id}"))
                 .await
                 .expect("read handle")
         })

@@ -15,6 +15,7 @@ use super::sql::{
 use crate::error::{Error, Result};
 use crate::txn::{Check, Op, TxnResult};
 use crate::{EventKind, KeyValue, LeaseId, Revision, WatchEvent};
+use rusqlite::config::DbConfig;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
@@ -441,11 +442,15 @@ impl Store {
 /// Connection settings and (with `init`) the schema; returns the journal mode and the schema
 /// version found.
 fn setup(conn: &mut Connection, init: bool) -> rusqlite::Result<(String, Option<i64>)> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(busy_wait))?;
     // WAL lets readers run beside the single writer; the mode is stored in the file.
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     // NORMAL in WAL mode survives process crashes; a power cut may lose the last commits.
     conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+    // A short-lived process (one CNI call) is often the last to have the file open, and SQLite
+    // would then checkpoint the WAL into the database on close, with three fsyncs (~10 ms).
+    // The automatic checkpoints during commits keep the WAL bounded instead.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     if !init {
         return Ok((mode, None));
     }
@@ -473,6 +478,24 @@ fn setup(conn: &mut Connection, init: bool) -> rusqlite::Result<(String, Option<
     )?;
     tx.commit()?;
     Ok((mode, Some(version)))
+}
+
+/// Waits for another connection's lock in short steps, up to about `BUSY_TIMEOUT`. SQLite's
+/// default handler (`busy_timeout`) sleeps up to 100 ms per retry, far longer than a write holds
+/// the lock here (well under a millisecond), so a crowd of writers — 30 CNI processes starting
+/// at once — spent most of its time asleep with the lock free.
+fn busy_wait(attempt: i32) -> bool {
+    const SHORT: i32 = 20;
+    let limit = SHORT.saturating_add(i32::try_from(BUSY_TIMEOUT.as_millis()).unwrap_or(i32::MAX));
+    if attempt >= limit {
+        return false;
+    }
+    std::thread::sleep(if attempt < SHORT {
+        Duration::from_micros(100)
+    } else {
+        Duration::from_millis(1)
+    });
+    true
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
