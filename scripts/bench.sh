@@ -50,6 +50,11 @@ for n in "${names[@]}"; do
         cat "$out.table"; echo; cat "$out.table2"; } > "$out"
       rm -f "$out.table2"
       ;;
+    cni)
+      cmd="cargo bench -p calico-cni --bench cni -- --rounds 5"
+      BENCH_OUT="$out.table" $cmd
+      { echo "Command: \`$cmd\` (or \`scripts/bench.sh cni\`)."; echo; machine; echo; cat "$out.table"; } > "$out"
+      ;;
     *) echo "unknown benchmark $n" >&2; exit 2 ;;
   esac
   splice "$n" "$out"
