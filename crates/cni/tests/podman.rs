@@ -81,6 +81,8 @@ impl<'a> Podman<'a> {
                 "log_level": "debug",
                 "log_file_path": fx.log_path(),
                 "ipam": {"type": "calico-ipam"},
+                // Upstream's conflists carry it; it must be accepted.
+                "feature_control": {"ip_addrs_no_ipam": false, "floating_ips": false},
             }],
         });
         std::fs::write(
