@@ -141,14 +141,55 @@ async fn setup_pool(ds: &Arc<dyn Datastore>) -> Result<()> {
     Ok(())
 }
 
-/// Our allocator on one backend: one configuration (layout × allocators).
+/// etcd's own count of the requests it handled, by method (`grpc_server_handled_total` from
+/// its /metrics endpoint on the client port): (Range, Txn).
+async fn etcd_requests(addr: &str) -> Result<(f64, f64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    let (mut range, mut txn) = (0.0, 0.0);
+    for line in body
+        .lines()
+        .filter(|l| l.starts_with("grpc_server_handled_total{"))
+    {
+        let value: f64 = line
+            .rsplit_once(' ')
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0.0);
+        if line.contains("grpc_method=\"Range\"") {
+            range += value;
+        } else if line.contains("grpc_method=\"Txn\"") {
+            txn += value;
+        }
+    }
+    ensure!(
+        range > 0.0,
+        "no request counts in etcd's /metrics at {addr}"
+    );
+    Ok((range, txn))
+}
+
+/// What one configuration measured: assignment and release samples and, on etcd, the reads and
+/// transactions per allocation of the assignment phase.
+struct Measured {
+    assign: Sample,
+    release: Sample,
+    per_alloc: Option<(f64, f64)>,
+}
+
+/// Our allocator on one backend: one configuration (layout × allocators). `metrics`: etcd's
+/// client address (host:port) when the backend is etcd.
 async fn ours(
     ds: &Arc<dyn Datastore>,
     tag: &str,
     nodes: usize,
     workers: usize,
     per: usize,
-) -> Result<(Sample, Sample)> {
+    metrics: Option<&str>,
+) -> Result<Measured> {
     let store = ResourceStore::new(ds.clone());
     let names: Vec<String> = (0..nodes).map(|n| format!("{tag}-node-{n}")).collect();
     for n in &names {
@@ -158,6 +199,10 @@ async fn ours(
     let names = Arc::new(names);
     let handle = |tag: &str, w: usize, i: usize| format!("{tag}.w{w}.{i}");
     let (ip2, names2, tag2) = (ipam.clone(), names.clone(), tag.to_string());
+    let before = match metrics {
+        Some(m) => Some(etcd_requests(m).await?),
+        None => None,
+    };
     let assign = phase(workers, per, move |w, i| {
         let (ipam, names, tag) = (ip2.clone(), names2.clone(), tag2.clone());
         async move {
@@ -172,6 +217,15 @@ async fn ours(
         }
     })
     .await?;
+    let per_alloc = match (metrics, before) {
+        (Some(m), Some((r0, t0))) => {
+            let (r1, t1) = etcd_requests(m).await?;
+            let n = assign.lat.len().max(1) as f64;
+            // The metrics request itself is no Range/Txn; nothing else talks to this etcd.
+            Some(((r1 - r0) / n, (t1 - t0) / n))
+        }
+        _ => None,
+    };
     let tag2 = tag.to_string();
     let release = phase(workers, per, move |w, i| {
         let (ipam, tag) = (ipam.clone(), tag2.clone());
@@ -181,7 +235,11 @@ async fn ours(
         }
     })
     .await?;
-    Ok((assign, release))
+    Ok(Measured {
+        assign,
+        release,
+        per_alloc,
+    })
 }
 
 /// The ceiling: one etcd transaction (create-if-absent) per operation, distinct keys.
@@ -302,7 +360,10 @@ async fn main() -> Result<()> {
         setup_pool(ds).await?;
     }
 
+    let metrics_addr = etcd.endpoint().trim_start_matches("http://").to_string();
     let mut rows: Vec<Row> = Vec::new();
+    // (layout, allocators, reads per allocation, transactions per allocation) on etcd.
+    let mut counts: Vec<(&str, usize, f64, f64)> = Vec::new();
     // (target, layout, workers) → allocations per second.
     let mut rates: HashMap<(String, &str, usize), f64> = HashMap::new();
     for workers in CONCURRENCY {
@@ -319,14 +380,18 @@ async fn main() -> Result<()> {
         for (bi, (name, ds)) in backends.iter().enumerate() {
             for (layout, nodes) in [("1 node", 1usize), ("8 nodes", 8)] {
                 let tag = format!("b{bi}-n{nodes}-w{workers}");
-                let (a, r) = ours(ds, &tag, nodes, workers, per).await?;
-                rates.insert((name.to_string(), layout, workers), a.rate());
+                let metrics = (*name == "etcd").then_some(metrics_addr.as_str());
+                let m = ours(ds, &tag, nodes, workers, per, metrics).await?;
+                if let Some((reads, txns)) = m.per_alloc {
+                    counts.push((layout, workers, reads, txns));
+                }
+                rates.insert((name.to_string(), layout, workers), m.assign.rate());
                 rows.push(Row {
                     target: format!("calico-ipam, {name}"),
                     layout,
                     workers,
-                    assign: a,
-                    release: Some(r),
+                    assign: m.assign,
+                    release: Some(m.release),
                 });
                 eprintln!("done: {name}, {layout}, {workers} allocator(s)");
             }
@@ -376,6 +441,14 @@ async fn main() -> Result<()> {
             r("etcd", "8 nodes") / hl,
             r("embedded (SQLite WAL)", "8 nodes") / hl,
         ));
+    }
+    out.push_str(
+        "\netcd requests per allocation (assignment phase, block claims included; counted by \
+         etcd: grpc_server_handled_total).\n\n| layout | allocators | reads (Range) | \
+         transactions (Txn) |\n|---|---|---|---|\n",
+    );
+    for (layout, w, reads, txns) in &counts {
+        out.push_str(&format!("| {layout} | {w} | {reads:.2} | {txns:.2} |\n"));
     }
     if !errors.is_empty() {
         out.push_str(&format!("\nFirst errors: {}\n", errors.join("; ")));

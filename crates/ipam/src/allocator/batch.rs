@@ -75,13 +75,17 @@ impl Ipam {
         if let Ok(r) = rx.try_recv() {
             return r;
         }
-        let batch = self.queues.take(host);
-        let rest = if batch.len() > 1 {
-            self.serve_together(batch).await
-        } else {
-            batch
-        };
-        for w in rest {
+        // Batch what fits the last-used block; serve the first of the rest alone (it may claim
+        // a new block), then batch the others again, in arrival order.
+        let mut pending = self.queues.take(host);
+        while !pending.is_empty() {
+            if pending.len() > 1 {
+                pending = self.serve_together(pending).await;
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let w = pending.remove(0);
             let r = self.auto_assign_locked(&w.args).await;
             self.answer(w, r).await;
         }
