@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and rewrites their sections of docs/benchmarks.md (between
 # <!-- bench:NAME --> markers), recording the command and the machine.
-#   scripts/bench.sh [NAME...]     NAME ∈ datastore ipam routes (default: all)
+#   scripts/bench.sh [NAME...]     NAME ∈ datastore ipam routes cluster (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-names=("$@"); [ ${#names[@]} -gt 0 ] || names=(datastore ipam routes)
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(datastore ipam routes cluster)
 
 machine() {
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
@@ -49,6 +49,13 @@ for n in "${names[@]}"; do
       { echo "Commands: \`$cmd\` and \`$cmd2\` (or \`scripts/bench.sh routes\`)."; echo; machine; echo
         cat "$out.table"; echo; cat "$out.table2"; } > "$out"
       rm -f "$out.table2"
+      ;;
+    cluster)
+      cargo build --release -p calico-lab -p calico-cni -p calico-node
+      cmd="cargo bench -p calico-node --bench cluster -- --singles 50 --bursts 3 --secs 5 --rounds 3 --idle 10"
+      BENCH_OUT="$out.table" $cmd
+      { echo "Command: \`$cmd\` after \`cargo build --release -p calico-lab -p calico-cni -p calico-node\` (or \`scripts/bench.sh cluster\`)."
+        echo; machine; echo; cat "$out.table"; } > "$out"
       ;;
     cni)
       cmd="cargo bench -p calico-cni --bench cni -- --rounds 5"
