@@ -5,8 +5,8 @@
 //! up after a deleted Kubernetes node, so the other nodes' Felix removes its routes.
 //!
 //! ```text
-//! its pods: CNI DEL + namespace ─▶ its calico-node stopped ─▶ IPAM: tunnel address handles
-//! released, every block affinity of the host released (empty blocks deleted) ─▶ Node
+//! its pods: CNI DEL + namespace ─▶ its calico-node stopped ─▶ IPAM (`Ipam::release_host`):
+//! tunnel addresses released, every block affinity of the host released (empty blocks deleted) ─▶ Node
 //! resource deleted ─▶ its namespace (and with it its switch port) deleted ─▶ state updated
 //! ```
 
@@ -69,32 +69,11 @@ pub fn del(root: &Root, lab: &str, node: &str) -> Result<Removed> {
 
     let host = node.to_string();
     removed.blocks = crate::datastore::with_store(&st, |ds| async move {
-        let ipam = Ipam::new(ds.clone());
-        for handle in [
-            format!("vxlan-tunnel-addr-{host}"),
-            format!("ipip-tunnel-addr-{host}"),
-        ] {
-            ipam.release_by_handle(&handle)
-                .await
-                .with_context(|| format!("releasing IPAM handle {handle}"))?;
-        }
-        let prefix = calico_datastore::keys::host_affinity_prefix(&host);
-        let mut blocks = Vec::new();
-        for kv in ds.list(&prefix).await?.kvs {
-            let Some(cidr) = kv
-                .key
-                .rsplit('/')
-                .next()
-                .and_then(|s| s.rsplit_once('-'))
-                .and_then(|(ip, len)| format!("{ip}/{len}").parse().ok())
-            else {
-                continue;
-            };
-            ipam.release_block_affinity(&host, &cidr, false, None)
-                .await
-                .with_context(|| format!("releasing block {cidr} of {host}"))?;
-            blocks.push(cidr.to_string());
-        }
+        let freed = Ipam::new(ds.clone())
+            .release_host(&host)
+            .await
+            .with_context(|| format!("releasing {host}'s addresses and blocks in IPAM"))?;
+        let blocks: Vec<String> = freed.blocks.iter().map(ToString::to_string).collect();
         match ResourceStore::new(ds)
             .delete(Kind::Node, None, &host, None)
             .await
