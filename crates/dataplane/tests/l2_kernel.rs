@@ -32,7 +32,7 @@ fn spec(parent: u32) -> VxlanSpec {
         name: "vxlan.calico".into(),
         vni: 4096,
         port: 4789,
-        local: Some(Ipv4Addr::new(10, 0, 0, 2)),
+        local: Some(Ipv4Addr::new(10, 0, 0, 2).into()),
         parent: Some(parent),
         learning: false,
         mtu: Some(1450),
@@ -65,7 +65,7 @@ fn vxlan_device_is_created_as_ip_shows_it_and_reads_back() {
         .expect("it is a vxlan device");
     assert_eq!(read.vni, Some(4096));
     assert_eq!(read.port, Some(4789));
-    assert_eq!(read.local, Some(Ipv4Addr::new(10, 0, 0, 2)));
+    assert_eq!(read.local, Some(Ipv4Addr::new(10, 0, 0, 2).into()));
     assert_eq!(read.parent, Some(eth1));
     assert_eq!(read.learning, Some(false));
     assert_eq!(read.link.mtu, Some(1450));

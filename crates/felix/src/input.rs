@@ -7,16 +7,16 @@
 //!  SyncUpdate::Delete{key} ──decode_key──▶ FactKey (what to forget)
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use calico_api::resources::ippool::EncapMode;
 use calico_api::{Kind, Resource};
 use calico_datastore::keys;
 use calico_ipam::AllocationBlock;
 use calico_ipam::model::{AffinityState, AffinityValue, parse_affinity_key, parse_block_key};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::model::parse_node_address;
+use crate::model::{parse_node_address, parse_node_address_v6};
 
 /// What is wrong with one stored value. The graph treats the key as absent and goes on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +72,44 @@ pub struct NodeFact {
     pub ipip_tunnel_addr: Option<Ipv4Addr>,
     /// `spec.vxlanTunnelMACAddr`, or the MAC derived from the node name.
     pub vxlan_mac: String,
+    /// From `spec.bgp.ipv6Address`.
+    pub ip6: Option<Ipv6Addr>,
+    pub subnet6: Option<Ipv6Net>,
+    /// `spec.ipv6VXLANTunnelAddr`.
+    pub vxlan_tunnel_addr6: Option<Ipv6Addr>,
+    /// `spec.vxlanTunnelMACAddrV6`, or the MAC derived from `<node>-v6`.
+    pub vxlan_mac6: String,
+}
+
+impl NodeFact {
+    /// The node's VTEP addresses (IPv4 and IPv6 tunnel addresses it has).
+    pub fn vteps(&self) -> impl Iterator<Item = IpAddr> + use<> {
+        let v4 = self.vxlan_tunnel_addr.map(IpAddr::V4);
+        let v6 = self.vxlan_tunnel_addr6.map(IpAddr::V6);
+        v4.into_iter().chain(v6)
+    }
+
+    /// The node's address of `d`'s family.
+    pub fn addr_for(&self, d: &IpNet) -> Option<IpAddr> {
+        match d {
+            IpNet::V4(_) => self.ip.map(IpAddr::V4),
+            IpNet::V6(_) => self.ip6.map(IpAddr::V6),
+        }
+    }
+
+    /// (device, MAC) of both VXLAN devices of the node.
+    pub fn mac_keys(&self) -> [(String, String); 2] {
+        [
+            (
+                crate::model::VXLAN_DEVICE.to_string(),
+                self.vxlan_mac.clone(),
+            ),
+            (
+                crate::model::VXLAN_V6_DEVICE.to_string(),
+                self.vxlan_mac6.clone(),
+            ),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +134,8 @@ pub struct FelixConfigFact {
     pub vxlan_vni: Option<u32>,
     pub vxlan_port: Option<u16>,
     pub vxlan_mtu: Option<u32>,
+    /// `vxlanMTUV6`: MTU of `vxlan-v6.calico`.
+    pub vxlan_mtu_v6: Option<u32>,
     pub ipip_mtu: Option<u32>,
 }
 
@@ -226,6 +266,10 @@ pub fn decode_value(key: &str, fk: &FactKey, value: &[u8]) -> Result<Fact, Input
                             .vxlan_mtu
                             .and_then(|v| u32::try_from(v).ok())
                             .filter(|&v| v > 0),
+                        vxlan_mtu_v6: s
+                            .vxlan_mtuv6
+                            .and_then(|v| u32::try_from(v).ok())
+                            .filter(|&v| v > 0),
                         ipip_mtu: s
                             .ipip_mtu
                             .and_then(|v| u32::try_from(v).ok())
@@ -304,12 +348,52 @@ fn node_fact(
     } else {
         n.spec.vxlan_tunnel_mac_addr.to_ascii_lowercase()
     };
+    let addr6 = n
+        .spec
+        .bgp
+        .as_ref()
+        .map(|b| b.ipv6_address.as_str())
+        .unwrap_or_default();
+    let (ip6, subnet6) = match parse_node_address_v6(addr6) {
+        Some((ip, net)) => (Some(ip), Some(net)),
+        None if addr6.is_empty() => (None, None),
+        None => {
+            return Err(InputError::BadField {
+                key: key.to_string(),
+                kind: "Node",
+                field: "spec.bgp.ipv6Address",
+                value: addr6.to_string(),
+                expected: "IPv6 CIDR",
+            });
+        }
+    };
+    let tunnel6 = &n.spec.ipv6_vxlan_tunnel_addr;
+    let vxlan_tunnel_addr6 = if tunnel6.is_empty() {
+        None
+    } else {
+        Some(tunnel6.parse().map_err(|_| InputError::BadField {
+            key: key.to_string(),
+            kind: "Node",
+            field: "spec.ipv6VXLANTunnelAddr",
+            value: tunnel6.clone(),
+            expected: "IPv6 address",
+        })?)
+    };
+    let vxlan_mac6 = if n.spec.vxlan_tunnel_mac_addr_v6.is_empty() {
+        calico_api::naming::vxlan_v6_tunnel_mac(name)
+    } else {
+        n.spec.vxlan_tunnel_mac_addr_v6.to_ascii_lowercase()
+    };
     Ok(Fact::Node(NodeFact {
         ip,
         subnet,
         vxlan_tunnel_addr,
         ipip_tunnel_addr,
         vxlan_mac,
+        ip6,
+        subnet6,
+        vxlan_tunnel_addr6,
+        vxlan_mac6,
     }))
 }
 

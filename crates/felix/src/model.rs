@@ -7,12 +7,14 @@
 //! address, FDB entries by MAC).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Name of the IPv4 VXLAN device Felix owns.
 pub const VXLAN_DEVICE: &str = "vxlan.calico";
+/// Name of the IPv6 VXLAN device Felix owns (same VNI and port as the IPv4 one).
+pub const VXLAN_V6_DEVICE: &str = "vxlan-v6.calico";
 /// Name of the IPIP device (the kernel's `tunl0`).
 pub const IPIP_DEVICE: &str = "tunl0";
 /// Upstream's default VXLAN network identifier.
@@ -26,6 +28,16 @@ pub const BOOT_ROUTE_PROTO: u8 = 3;
 /// Bytes of overhead each encapsulation adds to a packet (IPv4 outer header).
 pub const VXLAN_OVERHEAD: u32 = 50;
 pub const IPIP_OVERHEAD: u32 = 20;
+/// VXLAN overhead with an IPv6 outer header.
+pub const VXLAN_V6_OVERHEAD: u32 = 70;
+
+/// The VXLAN device that carries traffic of an address family.
+pub fn vxlan_device_for(ip: &IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => VXLAN_DEVICE,
+        IpAddr::V6(_) => VXLAN_V6_DEVICE,
+    }
+}
 
 /// Where a route sends traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -36,8 +48,8 @@ pub enum RouteKind {
     /// `<ip> dev <iface> scope link`: a local workload (`cali*`), or a remote VTEP address that
     /// no block route covers (`dev vxlan.calico`).
     Device { iface: String },
-    /// `<dst> via <remote vtep> dev vxlan.calico onlink`.
-    ViaVxlan { gw: Ipv4Addr },
+    /// `<dst> via <remote vtep> dev vxlan.calico onlink` (`vxlan-v6.calico` for an IPv6 VTEP).
+    ViaVxlan { gw: IpAddr },
     /// `<dst> via <node ip> dev <uplink> proto 80 onlink`: same subnet (CrossSubnet).
     ViaNode { gw: IpAddr, dev: String },
     /// `<dst> via <node ip> dev tunl0 proto 80 onlink`.
@@ -86,16 +98,16 @@ pub struct BgpRoute {
     pub disable_export: bool,
 }
 
-/// The desired `vxlan.calico` device.
+/// The desired `vxlan.calico` (IPv4) or `vxlan-v6.calico` (IPv6) device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct VxlanDevice {
     pub name: String,
     pub vni: u32,
     pub port: u16,
-    /// The node IP: source of encapsulated packets.
-    pub local_ip: Ipv4Addr,
-    /// Tunnel address, configured as /32 on the device.
-    pub tunnel_addr: Ipv4Addr,
+    /// The node IP of the device's family: source of encapsulated packets.
+    pub local_ip: IpAddr,
+    /// Tunnel address, configured as /32 (/128) on the device.
+    pub tunnel_addr: IpAddr,
     pub mac: String,
     pub mtu: u32,
     /// Interface holding the node IP (the uplink), when known.
@@ -113,7 +125,7 @@ pub struct IpipDevice {
 /// A permanent neighbour: remote VTEP tunnel address → its MAC, on `dev`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Neighbour {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub mac: String,
     pub dev: String,
 }
@@ -122,7 +134,7 @@ pub struct Neighbour {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Fdb {
     pub mac: String,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub dev: String,
 }
 
@@ -146,9 +158,12 @@ pub struct DesiredState {
     pub routes: BTreeMap<IpNet, Route>,
     pub bgp_routes: BTreeMap<IpNet, BgpRoute>,
     pub vxlan: Option<VxlanDevice>,
+    /// `vxlan-v6.calico`, when an IPv6 pool has VXLAN.
+    pub vxlan_v6: Option<VxlanDevice>,
     pub ipip: Option<IpipDevice>,
-    pub neighbours: BTreeMap<Ipv4Addr, Neighbour>,
-    pub fdb: BTreeMap<String, Fdb>,
+    pub neighbours: BTreeMap<IpAddr, Neighbour>,
+    /// By (device, MAC): the IPv4 and IPv6 devices each have their own table.
+    pub fdb: BTreeMap<(String, String), Fdb>,
     pub nat: NatOutgoing,
     pub mtu: Mtu,
     /// Pools' IPv4 CIDRs with VXLAN enabled (for the "allowed VXLAN sources" and sysctls).
@@ -162,6 +177,7 @@ impl DesiredState {
             routes: BTreeMap::new(),
             bgp_routes: BTreeMap::new(),
             vxlan: None,
+            vxlan_v6: None,
             ipip: None,
             neighbours: BTreeMap::new(),
             fdb: BTreeMap::new(),
@@ -187,12 +203,15 @@ pub enum Change {
     BgpRouteRemoved(IpNet),
     /// The VXLAN device to have (`None`: remove it). Sent before the neighbours/FDB that need it.
     VxlanDevice(Option<VxlanDevice>),
+    /// The same for `vxlan-v6.calico`.
+    VxlanV6Device(Option<VxlanDevice>),
     /// The IPIP device to have (`None`: Felix no longer needs it; the kernel's `tunl0` stays).
     IpipDevice(Option<IpipDevice>),
     NeighbourSet(Neighbour),
-    NeighbourRemoved(Ipv4Addr),
+    NeighbourRemoved(IpAddr),
     FdbSet(Fdb),
-    FdbRemoved(String),
+    /// (device, MAC).
+    FdbRemoved((String, String)),
     Nat(NatOutgoing),
     Mtu(Mtu),
     Encap {
@@ -218,6 +237,7 @@ impl Change {
                 state.bgp_routes.remove(d);
             }
             Change::VxlanDevice(d) => state.vxlan = d.clone(),
+            Change::VxlanV6Device(d) => state.vxlan_v6 = d.clone(),
             Change::IpipDevice(d) => state.ipip = d.clone(),
             Change::NeighbourSet(n) => {
                 state.neighbours.insert(n.ip, n.clone());
@@ -226,10 +246,10 @@ impl Change {
                 state.neighbours.remove(ip);
             }
             Change::FdbSet(f) => {
-                state.fdb.insert(f.mac.clone(), f.clone());
+                state.fdb.insert((f.dev.clone(), f.mac.clone()), f.clone());
             }
-            Change::FdbRemoved(mac) => {
-                state.fdb.remove(mac);
+            Change::FdbRemoved(key) => {
+                state.fdb.remove(key);
             }
             Change::Nat(n) => state.nat = n.clone(),
             Change::Mtu(m) => state.mtu = *m,
@@ -253,15 +273,29 @@ pub(crate) fn parse_node_address(s: &str) -> Option<(Ipv4Addr, Ipv4Net)> {
     Some((ip, Ipv4Net::from(ip)))
 }
 
+/// A node's IPv6 address and subnet from `spec.bgp.ipv6Address` (`fd00:10::5/64`).
+pub(crate) fn parse_node_address_v6(s: &str) -> Option<(Ipv6Addr, Ipv6Net)> {
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(net) = s.parse::<Ipv6Net>() {
+        return Some((net.addr(), net.trunc()));
+    }
+    let ip: Ipv6Addr = s.parse().ok()?;
+    Some((ip, Ipv6Net::from(ip)))
+}
+
 /// Whether a route found in the kernel's main table is Felix's to manage, so a reconciler may
 /// delete it when it is not desired (also after a restart): anything with Felix's protocol
-/// (blackholes, same-subnet and IPIP routes), anything on `vxlan.calico`, and workload routes on
+/// (blackholes, same-subnet and IPIP routes), anything on `vxlan.calico` or `vxlan-v6.calico`, and workload routes on
 /// `cali*` interfaces. BGP's routes (`proto bird`) and the kernel's own stay untouched.
 pub fn felix_owns_route(dev: Option<&str>, proto: u8) -> bool {
     const RTPROT_KERNEL: u8 = 2;
     proto == FELIX_ROUTE_PROTO
         || (proto != RTPROT_KERNEL
-            && dev.is_some_and(|d| d == VXLAN_DEVICE || d.starts_with("cali")))
+            && dev.is_some_and(|d| {
+                d == VXLAN_DEVICE || d == VXLAN_V6_DEVICE || d.starts_with("cali")
+            }))
 }
 
 #[cfg(test)]

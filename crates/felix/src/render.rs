@@ -30,7 +30,8 @@ pub fn route_line(r: &Route) -> String {
             let _ = write!(s, "{} dev {iface}", dst(&r.dst));
         }
         RouteKind::ViaVxlan { gw } => {
-            let _ = write!(s, "{} via {gw} dev {}", dst(&r.dst), crate::VXLAN_DEVICE);
+            let dev = crate::model::vxlan_device_for(gw);
+            let _ = write!(s, "{} via {gw} dev {dev}", dst(&r.dst));
         }
         RouteKind::ViaNode { gw, dev } => {
             let _ = write!(s, "{} via {gw} dev {dev}", dst(&r.dst));
@@ -97,15 +98,15 @@ pub fn render_state(state: &DesiredState) -> String {
         let _ = writeln!(out, "{} dev {} dst {} self permanent", f.mac, f.dev, f.dst);
     }
     out.push_str("# tunnels\n");
-    if let Some(v) = &state.vxlan {
+    for v in state.vxlan.iter().chain(&state.vxlan_v6) {
         let _ = writeln!(
             out,
-            "{}: vni {} port {} local {} addr {}/32 mac {} mtu {} parent {}",
+            "{}: vni {} port {} local {} addr {} mac {} mtu {} parent {}",
             v.name,
             v.vni,
             v.port,
             v.local_ip,
-            v.tunnel_addr,
+            IpNet::from(v.tunnel_addr),
             v.mac,
             v.mtu,
             v.parent.as_deref().unwrap_or("?")
@@ -155,6 +156,7 @@ mod tests {
     #[test]
     fn every_kind_prints_like_ip_route() {
         let gw4 = "10.0.0.9".parse().expect("ip");
+        let gw6: std::net::Ipv6Addr = "fd00:10::9".parse().expect("ip");
         let cases = [
             (
                 r(
@@ -181,12 +183,26 @@ mod tests {
             (
                 r(
                     "10.1.0.64/26",
-                    RouteKind::ViaVxlan { gw: gw4 },
+                    RouteKind::ViaVxlan {
+                        gw: std::net::IpAddr::V4(gw4),
+                    },
                     BOOT_ROUTE_PROTO,
                     false,
                     true,
                 ),
                 "10.1.0.64/26 via 10.0.0.9 dev vxlan.calico onlink",
+            ),
+            (
+                r(
+                    "fd00:1::40/122",
+                    RouteKind::ViaVxlan {
+                        gw: std::net::IpAddr::V6(gw6),
+                    },
+                    BOOT_ROUTE_PROTO,
+                    false,
+                    true,
+                ),
+                "fd00:1::40/122 via fd00:10::9 dev vxlan-v6.calico onlink",
             ),
             (
                 r(

@@ -29,8 +29,8 @@ pub struct VxlanSpec {
     pub vni: u32,
     /// UDP destination port (4789).
     pub port: u16,
-    /// Source address of encapsulated packets (the node IP).
-    pub local: Option<Ipv4Addr>,
+    /// Source address of encapsulated packets (the node IP; IPv6 for an IPv6 underlay).
+    pub local: Option<IpAddr>,
     /// Index of the underlay interface (`dev`).
     pub parent: Option<u32>,
     /// MAC learning from received packets; Calico programs the FDB itself, so off.
@@ -47,7 +47,7 @@ pub struct VxlanLink {
     pub link: Link,
     pub vni: Option<u32>,
     pub port: Option<u16>,
-    pub local: Option<Ipv4Addr>,
+    pub local: Option<IpAddr>,
     pub parent: Option<u32>,
     pub learning: Option<bool>,
 }
@@ -160,8 +160,10 @@ pub(crate) fn vxlan_message(spec: &VxlanSpec) -> LinkMessage {
         InfoVxlan::Port(spec.port),
         InfoVxlan::Learning(spec.learning),
     ];
-    if let Some(local) = spec.local {
-        data.push(InfoVxlan::Local(local));
+    match spec.local {
+        Some(IpAddr::V4(local)) => data.push(InfoVxlan::Local(local)),
+        Some(IpAddr::V6(local)) => data.push(InfoVxlan::Local6(local)),
+        None => {}
     }
     if let Some(parent) = spec.parent {
         data.push(InfoVxlan::Link(parent));
@@ -208,7 +210,8 @@ pub(crate) fn parse_vxlan(msg: &LinkMessage) -> Option<VxlanLink> {
                         match d {
                             InfoVxlan::Id(v) => out.vni = Some(*v),
                             InfoVxlan::Port(p) => out.port = Some(*p),
-                            InfoVxlan::Local(ip) => out.local = Some(*ip),
+                            InfoVxlan::Local(ip) => out.local = Some(IpAddr::V4(*ip)),
+                            InfoVxlan::Local6(ip) => out.local = Some(IpAddr::V6(*ip)),
                             InfoVxlan::Link(i) => out.parent = Some(*i),
                             InfoVxlan::Learning(l) => out.learning = Some(*l),
                             _ => {}
@@ -367,7 +370,7 @@ mod tests {
             name: "vxlan.calico".into(),
             vni: 4096,
             port: 4789,
-            local: Some(Ipv4Addr::new(10, 0, 0, 2)),
+            local: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
             parent: Some(7),
             learning: false,
             mtu: Some(1450),

@@ -18,9 +18,15 @@
 //! CrossSubnet inside the local node's subnet `via <node ip> dev <uplink> proto 80 onlink`, IPIP
 //! `via <node ip> dev tunl0 proto 80 onlink`; no encapsulation ⇒ a [`BgpRoute`] for the BGP
 //! speaker (Felix programs nothing).
+//!
+//! IPv6 follows the same rules on `vxlan-v6.calico` (VNI and port shared with `vxlan.calico`,
+//! source the node's `ipv6Address`, MTU `vxlanMTUV6` or host − 70, MAC `vxlanTunnelMACAddrV6`):
+//! `<block>/122 via <vtep6> dev vxlan-v6.calico onlink`, blackholes for local IPv6 blocks,
+//! CrossSubnet by the nodes' IPv6 subnets; no IPIP for IPv6. A remote VTEP inside a block gets
+//! no host route of its own (upstream v3.32; docs/architecture.md says why seed 000 shows one).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use calico_datastore::syncer::SyncUpdate;
 use ipnet::IpNet;
@@ -63,8 +69,9 @@ enum Target {
 #[derive(Default)]
 struct Dirty {
     dsts: BTreeSet<IpNet>,
-    vteps: BTreeSet<Ipv4Addr>,
-    macs: BTreeSet<String>,
+    vteps: BTreeSet<IpAddr>,
+    /// (device, MAC).
+    macs: BTreeSet<(String, String)>,
     global: bool,
 }
 
@@ -84,8 +91,10 @@ pub struct CalcGraph {
     /// Borrowed address → (block, node using it).
     borrowed: BTreeMap<IpNet, BTreeMap<IpNet, String>>,
     borrowed_by_node: BTreeMap<String, BTreeSet<IpNet>>,
-    vtep_nodes: BTreeMap<Ipv4Addr, BTreeSet<String>>,
-    mac_nodes: BTreeMap<String, BTreeSet<String>>,
+    /// VTEP address (either family) → nodes claiming it.
+    vtep_nodes: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// (device, MAC) → nodes claiming it.
+    mac_nodes: BTreeMap<(String, String), BTreeSet<String>>,
     state: DesiredState,
     in_sync: bool,
     /// While loading a snapshot: update the facts only, recompute once at the end.
@@ -267,25 +276,24 @@ impl CalcGraph {
             d.global = true;
         }
         for n in [&old, &new].into_iter().flatten() {
-            if let Some(v) = n.vxlan_tunnel_addr {
-                d.vteps.insert(v);
-            }
-            d.macs.insert(n.vxlan_mac.clone());
+            d.vteps.extend(n.vteps());
+            d.macs.extend(n.mac_keys());
         }
         if let Some(o) = &old {
-            if let Some(v) = o.vxlan_tunnel_addr {
+            for v in o.vteps() {
                 remove_from(&mut self.vtep_nodes, &v, &name);
             }
-            remove_from(&mut self.mac_nodes, &o.vxlan_mac, &name);
+            for m in o.mac_keys() {
+                remove_from(&mut self.mac_nodes, &m, &name);
+            }
         }
         if let Some(n) = &new {
-            if let Some(v) = n.vxlan_tunnel_addr {
+            for v in n.vteps() {
                 self.vtep_nodes.entry(v).or_default().insert(name.clone());
             }
-            self.mac_nodes
-                .entry(n.vxlan_mac.clone())
-                .or_default()
-                .insert(name.clone());
+            for m in n.mac_keys() {
+                self.mac_nodes.entry(m).or_default().insert(name.clone());
+            }
         }
         d.dsts.extend(
             self.blocks_by_host
@@ -393,6 +401,7 @@ impl CalcGraph {
     fn recompute(&mut self, d: Dirty) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut device_removed = false;
+        let mut device6_removed = false;
         if d.global {
             let (vxlan, ipip) = (self.vxlan_enabled(), self.ipip_enabled());
             if (vxlan, ipip) != (self.state.vxlan_enabled, self.state.ipip_enabled) {
@@ -416,6 +425,14 @@ impl CalcGraph {
                     device_removed = true;
                 } else {
                     changes.push(Change::VxlanDevice(dev));
+                }
+            }
+            let dev6 = self.vxlan_v6_device();
+            if dev6 != self.state.vxlan_v6 {
+                if dev6.is_none() {
+                    device6_removed = true;
+                } else {
+                    changes.push(Change::VxlanV6Device(dev6));
                 }
             }
         }
@@ -458,6 +475,9 @@ impl CalcGraph {
         }
         if device_removed {
             changes.push(Change::VxlanDevice(None));
+        }
+        if device6_removed {
+            changes.push(Change::VxlanV6Device(None));
         }
         for c in &changes {
             c.apply_to(&mut self.state);

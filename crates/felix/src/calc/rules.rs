@@ -2,7 +2,7 @@
 //! incremental path and a full recompute both call these, which is what makes them agree.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use calico_api::resources::EncapMode;
 use ipnet::IpNet;
@@ -40,6 +40,12 @@ impl CalcGraph {
             .any(|p| p.cidr.addr().is_ipv4() && p.vxlan.enabled())
     }
 
+    pub(super) fn vxlan_v6_enabled(&self) -> bool {
+        self.pools
+            .values()
+            .any(|p| p.cidr.addr().is_ipv6() && p.vxlan.enabled())
+    }
+
     pub(super) fn ipip_enabled(&self) -> bool {
         self.pools
             .values()
@@ -52,6 +58,12 @@ impl CalcGraph {
         let mut pod = host;
         if self.vxlan_enabled() {
             pod = pod.min(c.vxlan_mtu.unwrap_or(host.saturating_sub(VXLAN_OVERHEAD)));
+        }
+        if self.vxlan_v6_enabled() {
+            pod = pod.min(
+                c.vxlan_mtu_v6
+                    .unwrap_or(host.saturating_sub(VXLAN_V6_OVERHEAD)),
+            );
         }
         if self.ipip_enabled() {
             pod = pod.min(c.ipip_mtu.unwrap_or(host.saturating_sub(IPIP_OVERHEAD)));
@@ -69,12 +81,34 @@ impl CalcGraph {
             name: VXLAN_DEVICE.to_string(),
             vni: c.vxlan_vni.unwrap_or(DEFAULT_VXLAN_VNI),
             port: c.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
-            local_ip: me.ip?,
-            tunnel_addr: me.vxlan_tunnel_addr?,
+            local_ip: IpAddr::V4(me.ip?),
+            tunnel_addr: IpAddr::V4(me.vxlan_tunnel_addr?),
             mac: me.vxlan_mac.clone(),
             mtu: c
                 .vxlan_mtu
                 .unwrap_or(self.local.host_mtu.saturating_sub(VXLAN_OVERHEAD)),
+            parent: self.local.uplink.clone(),
+        })
+    }
+
+    /// `vxlan-v6.calico`: same VNI and port as the IPv4 device, the node's IPv6 address as
+    /// source, `vxlanMTUV6` or the host MTU less 70.
+    pub(super) fn vxlan_v6_device(&self) -> Option<VxlanDevice> {
+        if !self.vxlan_v6_enabled() {
+            return None;
+        }
+        let me = self.local_node()?;
+        let c = self.config();
+        Some(VxlanDevice {
+            name: VXLAN_V6_DEVICE.to_string(),
+            vni: c.vxlan_vni.unwrap_or(DEFAULT_VXLAN_VNI),
+            port: c.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
+            local_ip: IpAddr::V6(me.ip6?),
+            tunnel_addr: IpAddr::V6(me.vxlan_tunnel_addr6?),
+            mac: me.vxlan_mac6.clone(),
+            mtu: c
+                .vxlan_mtu_v6
+                .unwrap_or(self.local.host_mtu.saturating_sub(VXLAN_V6_OVERHEAD)),
             parent: self.local.uplink.clone(),
         })
     }
@@ -119,10 +153,18 @@ impl CalcGraph {
             .max_by_key(|p| (p.cidr.prefix_len(), p.cidr))
     }
 
-    pub(super) fn same_subnet(&self, remote: &NodeFact) -> bool {
-        match (self.local_node().and_then(|n| n.subnet), remote.ip) {
-            (Some(net), Some(ip)) => net.contains(&ip),
-            _ => false,
+    /// The remote node's address of `d`'s family is inside the local node's subnet.
+    pub(super) fn same_subnet(&self, remote: &NodeFact, d: &IpNet) -> bool {
+        let Some(me) = self.local_node() else {
+            return false;
+        };
+        match d {
+            IpNet::V4(_) => {
+                matches!((me.subnet, remote.ip), (Some(n), Some(ip)) if n.contains(&ip))
+            }
+            IpNet::V6(_) => {
+                matches!((me.subnet6, remote.ip6), (Some(n), Some(ip)) if n.contains(&ip))
+            }
         }
     }
 
@@ -175,11 +217,7 @@ impl CalcGraph {
             pool => Target::Bgp(BgpRoute {
                 dst: *d,
                 node: self.local.node_name.clone(),
-                next_hop: self
-                    .local_node()
-                    .and_then(|n| n.ip)
-                    .map(IpAddr::V4)
-                    .filter(|_| d.addr().is_ipv4()),
+                next_hop: self.local_node().and_then(|n| n.addr_for(d)),
                 local: true,
                 disable_export: pool.is_some_and(|p| p.disable_bgp_export),
             }),
@@ -193,19 +231,9 @@ impl CalcGraph {
         let pool = self.pool_for(d);
         let vxlan = pool.map(|p| p.vxlan).unwrap_or_default();
         let ipip = pool.map(|p| p.ipip).unwrap_or_default();
-        if !d.addr().is_ipv4() {
-            // IPv6 tunnels (vxlan-v6.calico) are not built yet; IPv6 without encapsulation is
-            // BGP's, with no IPv6 next hop known here.
-            if vxlan.enabled() || ipip.enabled() {
-                return Target::None;
-            }
-            return Target::Bgp(BgpRoute {
-                dst: *d,
-                node: node_name.to_string(),
-                next_hop: None,
-                local: false,
-                disable_export: pool.is_some_and(|p| p.disable_bgp_export),
-            });
+        if d.addr().is_ipv6() && ipip.enabled() {
+            // No IPIP for IPv6 (upstream has none either).
+            return Target::None;
         }
         let route = |kind, proto, scope_link, onlink, source| {
             Target::Route(Route {
@@ -219,27 +247,32 @@ impl CalcGraph {
             })
         };
         let same_subnet =
-            |mode: EncapMode| mode == EncapMode::CrossSubnet && self.same_subnet(node);
-        let direct = |ip: Ipv4Addr| {
+            |mode: EncapMode| mode == EncapMode::CrossSubnet && self.same_subnet(node, d);
+        let direct = |ip: IpAddr| {
             self.local.uplink.as_ref().map(|dev| RouteKind::ViaNode {
-                gw: IpAddr::V4(ip),
+                gw: ip,
                 dev: dev.clone(),
             })
         };
         if vxlan.enabled() {
             if same_subnet(vxlan)
-                && let Some(kind) = node.ip.and_then(direct)
+                && let Some(kind) = node.addr_for(d).and_then(direct)
             {
                 return route(kind, FELIX_ROUTE_PROTO, false, true, source);
             }
-            let (Some(vtep), Some(_)) = (node.vxlan_tunnel_addr, self.vxlan_device()) else {
+            let (vtep, device) = match d {
+                IpNet::V4(_) => (node.vxlan_tunnel_addr.map(IpAddr::V4), self.vxlan_device()),
+                IpNet::V6(_) => (
+                    node.vxlan_tunnel_addr6.map(IpAddr::V6),
+                    self.vxlan_v6_device(),
+                ),
+            };
+            let (Some(vtep), Some(device)) = (vtep, device) else {
                 return Target::None;
             };
-            if is_host_route(d) && d.addr() == IpAddr::V4(vtep) {
+            if is_host_route(d) && d.addr() == vtep {
                 // The VTEP address itself, not under a block route (borrowed, or a /32 block).
-                let kind = RouteKind::Device {
-                    iface: VXLAN_DEVICE.to_string(),
-                };
+                let kind = RouteKind::Device { iface: device.name };
                 return route(kind, BOOT_ROUTE_PROTO, true, false, RouteSource::RemoteVtep);
             }
             return route(
@@ -254,11 +287,15 @@ impl CalcGraph {
             let Some(ip) = node.ip else {
                 return Target::None;
             };
+            let ip = IpAddr::V4(ip);
             if same_subnet(ipip)
                 && let Some(kind) = direct(ip)
             {
                 return route(kind, FELIX_ROUTE_PROTO, false, true, source);
             }
+            let IpAddr::V4(ip) = ip else {
+                return Target::None;
+            };
             return route(
                 RouteKind::ViaIpip { gw: ip },
                 FELIX_ROUTE_PROTO,
@@ -270,39 +307,62 @@ impl CalcGraph {
         Target::Bgp(BgpRoute {
             dst: *d,
             node: node_name.to_string(),
-            next_hop: node.ip.map(IpAddr::V4),
+            next_hop: node.addr_for(d),
             local: false,
             disable_export: pool.is_some_and(|p| p.disable_bgp_export),
         })
     }
 
-    /// The remote node (smallest name) whose VTEP is `vtep`, when the device exists.
+    /// The remote node (smallest name) claiming a VTEP address or MAC of `v6`'s family, when
+    /// that family's device exists and the node has an address and tunnel address of it.
     pub(super) fn vtep_owner<'a>(
         &'a self,
         key: Option<&'a BTreeSet<String>>,
+        v6: bool,
     ) -> Option<(&'a str, &'a NodeFact)> {
-        self.vxlan_device()?;
+        if v6 {
+            self.vxlan_v6_device()?;
+        } else {
+            self.vxlan_device()?;
+        }
         key?.iter()
             .filter(|n| **n != self.local.node_name)
             .filter_map(|n| self.nodes.get(n).map(|f| (n.as_str(), f)))
-            .find(|(_, f)| f.ip.is_some() && f.vxlan_tunnel_addr.is_some())
+            .find(|(_, f)| {
+                if v6 {
+                    f.ip6.is_some() && f.vxlan_tunnel_addr6.is_some()
+                } else {
+                    f.ip.is_some() && f.vxlan_tunnel_addr.is_some()
+                }
+            })
     }
 
-    pub(super) fn neighbour_for(&self, vtep: &Ipv4Addr) -> Option<Neighbour> {
-        let (_, f) = self.vtep_owner(self.vtep_nodes.get(vtep))?;
+    pub(super) fn neighbour_for(&self, vtep: &IpAddr) -> Option<Neighbour> {
+        let v6 = vtep.is_ipv6();
+        let (_, f) = self.vtep_owner(self.vtep_nodes.get(vtep), v6)?;
         Some(Neighbour {
             ip: *vtep,
-            mac: f.vxlan_mac.clone(),
-            dev: VXLAN_DEVICE.to_string(),
+            mac: if v6 {
+                f.vxlan_mac6.clone()
+            } else {
+                f.vxlan_mac.clone()
+            },
+            dev: vxlan_device_for(vtep).to_string(),
         })
     }
 
-    pub(super) fn fdb_for(&self, mac: &str) -> Option<Fdb> {
-        let (_, f) = self.vtep_owner(self.mac_nodes.get(mac))?;
+    pub(super) fn fdb_for(&self, key: &(String, String)) -> Option<Fdb> {
+        let v6 = key.0 == VXLAN_V6_DEVICE;
+        let (_, f) = self.vtep_owner(self.mac_nodes.get(key), v6)?;
+        let dst = if v6 {
+            IpAddr::V6(f.ip6?)
+        } else {
+            IpAddr::V4(f.ip?)
+        };
         Some(Fdb {
-            mac: mac.to_string(),
-            dst: f.ip?,
-            dev: VXLAN_DEVICE.to_string(),
+            mac: key.1.clone(),
+            dst,
+            dev: key.0.clone(),
         })
     }
 }

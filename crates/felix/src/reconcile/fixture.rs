@@ -56,7 +56,9 @@ pub(crate) fn worker() -> DesiredState {
         ),
         route(
             "192.168.209.64/26",
-            RouteKind::ViaVxlan { gw: REMOTE_VTEP },
+            RouteKind::ViaVxlan {
+                gw: REMOTE_VTEP.into(),
+            },
             BOOT_ROUTE_PROTO,
             false,
             true,
@@ -86,25 +88,25 @@ pub(crate) fn worker() -> DesiredState {
         name: VXLAN_DEVICE.into(),
         vni: DEFAULT_VXLAN_VNI,
         port: DEFAULT_VXLAN_PORT,
-        local_ip: WORKER_IP,
-        tunnel_addr: WORKER_VTEP,
+        local_ip: WORKER_IP.into(),
+        tunnel_addr: WORKER_VTEP.into(),
         mac: WORKER_MAC.into(),
         mtu: 1450,
         parent: Some("eth1".into()),
     });
     s.neighbours.insert(
-        REMOTE_VTEP,
+        REMOTE_VTEP.into(),
         Neighbour {
-            ip: REMOTE_VTEP,
+            ip: REMOTE_VTEP.into(),
             mac: REMOTE_MAC.into(),
             dev: VXLAN_DEVICE.into(),
         },
     );
     s.fdb.insert(
-        REMOTE_MAC.into(),
+        (VXLAN_DEVICE.into(), REMOTE_MAC.into()),
         Fdb {
             mac: REMOTE_MAC.into(),
-            dst: REMOTE_IP,
+            dst: REMOTE_IP.into(),
             dev: VXLAN_DEVICE.into(),
         },
     );

@@ -63,7 +63,7 @@ pub(crate) fn ensure(
         rtnl.set_link(link.index, &change)?;
         report.device_fixed = true;
     }
-    vxlan::ensure_address(rtnl, link.index, want.tunnel_addr, report)?;
+    vxlan::ensure_address(rtnl, link.index, want.tunnel_addr.into(), report)?;
     Ok(Some(link.index))
 }
 

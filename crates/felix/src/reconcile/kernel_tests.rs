@@ -207,7 +207,7 @@ fn seed_000_worker_is_programmed_repaired_and_cleaned_after_restart() {
     changed.fdb = changed
         .fdb
         .into_values()
-        .map(|f| (f.mac.clone(), f))
+        .map(|f| ((f.dev.clone(), f.mac.clone()), f))
         .collect();
     for n in changed.neighbours.values_mut() {
         n.mac = "66:0a:0a:14:0a:05".into();

@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use calico_dataplane::{Family, Nft, RouteFilter, Rtnl, Sysctl, SysctlKey, VxlanLink};
 use ipnet::IpNet;
 
-use crate::model::{DesiredState, NatOutgoing, VXLAN_DEVICE};
+use crate::model::{DesiredState, NatOutgoing, VXLAN_DEVICE, VXLAN_V6_DEVICE, VxlanDevice};
 
 /// How often the caller should call [`Reconciler::resync`] unless configured otherwise
 /// (upstream's `RouteRefreshInterval`).
@@ -134,6 +134,17 @@ struct KernelView {
     links: BTreeMap<String, u32>,
     routes: routes::ActualRoutes,
     vxlan: Option<VxlanLink>,
+    vxlan_v6: Option<VxlanLink>,
+}
+
+impl KernelView {
+    fn vxlan_slot(&mut self, v6: bool) -> &mut Option<VxlanLink> {
+        if v6 {
+            &mut self.vxlan_v6
+        } else {
+            &mut self.vxlan
+        }
+    }
 }
 
 /// Keeps the kernel at a [`DesiredState`]; see the module documentation.
@@ -199,8 +210,23 @@ impl Reconciler {
         let deletes = !self.hold_deletes;
         let mut report = Report::default();
 
-        // 1. The device, before the routes and neighbours that use it.
-        let device = self.device_phase(dp, desired, &mut view, full, &mut report)?;
+        // 1. The devices, before the routes and neighbours that use them.
+        let device = self.device_phase(
+            dp,
+            desired.vxlan.as_ref(),
+            false,
+            &mut view,
+            full,
+            &mut report,
+        )?;
+        let device6 = self.device_phase(
+            dp,
+            desired.vxlan_v6.as_ref(),
+            true,
+            &mut view,
+            full,
+            &mut report,
+        )?;
 
         // 1b. The IPIP device (the kernel's tunl0).
         match &desired.ipip {
@@ -219,12 +245,16 @@ impl Reconciler {
             None => {}
         }
 
-        // 2. Neighbours and FDB entries on it.
-        if let Some(index) = device {
+        // 2. Neighbours and FDB entries on them.
+        for (index, name, family) in [
+            (device, VXLAN_DEVICE, Family::V4),
+            (device6, VXLAN_V6_DEVICE, Family::V6),
+        ] {
+            let Some(index) = index else { continue };
             let neigh = desired
                 .neighbours
                 .values()
-                .filter(|n| n.dev == VXLAN_DEVICE)
+                .filter(|n| n.dev == name)
                 .map(|n| {
                     Ok((
                         n.ip,
@@ -232,9 +262,9 @@ impl Reconciler {
                     ))
                 })
                 .collect::<Result<BTreeMap<_, _>, ReconcileError>>()?;
-            let fdb = vxlan::fdb_targets(&desired.fdb)?;
+            let fdb = vxlan::fdb_targets(desired.fdb.values().filter(|f| f.dev == name))?;
             let read = |what| move |source| ReconcileError::Read { what, source };
-            vxlan::sync_neighbours(dp.rtnl, index, &neigh, deletes, &mut report)
+            vxlan::sync_neighbours(dp.rtnl, index, family, &neigh, deletes, &mut report)
                 .map_err(read("neighbours"))?;
             vxlan::sync_fdb(dp.rtnl, index, &fdb, deletes, &mut report).map_err(read("fdb"))?;
         }
@@ -242,11 +272,19 @@ impl Reconciler {
         // 3. Routes, one batch.
         let mut failed = self.route_phase(dp, desired, &mut view, deletes, &mut report);
 
-        // 4. The device goes after the routes through it.
-        if desired.vxlan.is_none()
-            && deletes
-            && let Some(link) = view.vxlan.take()
-        {
+        // 4. A device goes after the routes through it.
+        for v6 in [false, true] {
+            let wanted = if v6 {
+                &desired.vxlan_v6
+            } else {
+                &desired.vxlan
+            };
+            if wanted.is_some() || !deletes {
+                continue;
+            }
+            let Some(link) = view.vxlan_slot(v6).take() else {
+                continue;
+            };
             match dp.rtnl.delete_link(&link.link.name) {
                 Ok(()) => {
                     report.device_deleted = true;
@@ -280,12 +318,13 @@ impl Reconciler {
     fn device_phase(
         &mut self,
         dp: &mut Dataplane<'_>,
-        desired: &DesiredState,
+        want: Option<&VxlanDevice>,
+        v6: bool,
         view: &mut KernelView,
         full: bool,
         report: &mut Report,
     ) -> Result<Option<u32>, ReconcileError> {
-        let Some(want) = &desired.vxlan else {
+        let Some(want) = want else {
             return Ok(None);
         };
         let parent = match &want.parent {
@@ -305,9 +344,9 @@ impl Reconciler {
             },
         };
         let spec = vxlan::spec(want, parent)?;
-        let old_index = view.vxlan.as_ref().map(|l| l.link.index);
-        let (link, created) = match vxlan::ensure_device(dp.rtnl, &spec, view.vxlan.take(), report)
-        {
+        let old_index = view.vxlan_slot(v6).as_ref().map(|l| l.link.index);
+        let actual = view.vxlan_slot(v6).take();
+        let (link, created) = match vxlan::ensure_device(dp.rtnl, &spec, actual, report) {
             Ok(x) => x,
             Err(e) => {
                 report.errors.push(e);
@@ -321,11 +360,11 @@ impl Reconciler {
             }
             view.links.insert(link.link.name.clone(), index);
         }
-        view.vxlan = Some(link);
+        *view.vxlan_slot(v6) = Some(link);
         if let Err(e) = vxlan::ensure_address(dp.rtnl, index, want.tunnel_addr, report) {
             report.errors.push(e);
         }
-        if created || full {
+        if (created || full) && !v6 {
             write_sysctl(dp.sysctl, &want.name, report);
         }
         Ok(Some(index))
@@ -422,10 +461,14 @@ fn read_view(rtnl: &mut dyn Rtnl) -> Result<KernelView, ReconcileError> {
     let vxlan = rtnl
         .vxlan_by_name(VXLAN_DEVICE)
         .map_err(read("vxlan device"))?;
+    let vxlan_v6 = rtnl
+        .vxlan_by_name(VXLAN_V6_DEVICE)
+        .map_err(read("vxlan-v6 device"))?;
     Ok(KernelView {
         links,
         routes,
         vxlan,
+        vxlan_v6,
     })
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use calico_dataplane::{self as dp, RouteChange, Scope};
 use ipnet::IpNet;
 
-use crate::model::{self, IPIP_DEVICE, RouteKind, VXLAN_DEVICE};
+use crate::model::{self, IPIP_DEVICE, RouteKind};
 
 /// Kernel routes of the main table, split by ownership.
 #[derive(Debug, Default, Clone)]
@@ -80,7 +80,7 @@ pub(crate) fn device_of(r: &model::Route) -> Option<&str> {
     match &r.kind {
         RouteKind::Blackhole => None,
         RouteKind::Device { iface } => Some(iface),
-        RouteKind::ViaVxlan { .. } => Some(VXLAN_DEVICE),
+        RouteKind::ViaVxlan { gw } => Some(model::vxlan_device_for(gw)),
         RouteKind::ViaNode { dev, .. } => Some(dev),
         RouteKind::ViaIpip { .. } => Some(IPIP_DEVICE),
     }
@@ -91,9 +91,8 @@ pub(crate) fn kernel_route(r: &model::Route, oif: Option<u32>) -> dp::Route {
     let mut out = match (&r.kind, oif) {
         (RouteKind::Blackhole, _) | (_, None) => dp::Route::blackhole(r.dst),
         (RouteKind::Device { .. }, Some(i)) => dp::Route::link(r.dst, i),
-        (RouteKind::ViaVxlan { gw }, Some(i)) | (RouteKind::ViaIpip { gw }, Some(i)) => {
-            dp::Route::via(r.dst, (*gw).into(), i)
-        }
+        (RouteKind::ViaVxlan { gw }, Some(i)) => dp::Route::via(r.dst, *gw, i),
+        (RouteKind::ViaIpip { gw }, Some(i)) => dp::Route::via(r.dst, (*gw).into(), i),
         (RouteKind::ViaNode { gw, .. }, Some(i)) => dp::Route::via(r.dst, *gw, i),
     };
     out.protocol = r.proto;

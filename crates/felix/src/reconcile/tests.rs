@@ -90,7 +90,7 @@ fn fresh_node_gets_device_then_l2_then_one_route_batch_then_nft() {
             name: VXLAN_DEVICE.into(),
             vni: 4096,
             port: 4789,
-            local: Some(WORKER_IP),
+            local: Some(WORKER_IP.into()),
             parent: Some(ETH1),
             learning: false,
             mtu: Some(1450),

@@ -4,12 +4,12 @@
 //! and go by themselves).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use calico_dataplane::{
     Address, Family, FdbEntry, LinkChange, Mac, Neighbour, Rtnl, VxlanLink, VxlanSpec, parse_mac,
 };
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
 use super::{ReconcileError, Report};
 use crate::model::{Fdb, VxlanDevice};
@@ -97,16 +97,23 @@ fn read_back(rtnl: &mut dyn Rtnl, name: &str) -> Result<VxlanLink, calico_datapl
         })
 }
 
-/// The tunnel address as the only IPv4 address of the device.
+/// The tunnel address as the only address of its family on the device (an IPv6 device keeps
+/// the kernel's own link-local address).
 pub(crate) fn ensure_address(
     rtnl: &mut dyn Rtnl,
     index: u32,
-    tunnel: Ipv4Addr,
+    tunnel: IpAddr,
     report: &mut Report,
 ) -> Result<(), calico_dataplane::Error> {
-    let want = IpNet::V4(Ipv4Net::from(tunnel));
-    let have = rtnl.addresses(Family::V4, Some(index))?;
-    for a in have.iter().filter(|a| a.net != want) {
+    let want = IpNet::from(tunnel);
+    let family = if tunnel.is_ipv4() {
+        Family::V4
+    } else {
+        Family::V6
+    };
+    let have = rtnl.addresses(family, Some(index))?;
+    let link_local = |n: &IpNet| matches!(n.addr(), IpAddr::V6(a) if a.is_unicast_link_local());
+    for a in have.iter().filter(|a| a.net != want && !link_local(&a.net)) {
         rtnl.delete_address(a)?;
         report.addresses_changed += 1;
     }
@@ -122,13 +129,14 @@ pub(crate) fn ensure_address(
 pub(crate) fn sync_neighbours(
     rtnl: &mut dyn Rtnl,
     index: u32,
-    want: &BTreeMap<Ipv4Addr, Mac>,
+    family: Family,
+    want: &BTreeMap<IpAddr, Mac>,
     deletes: bool,
     report: &mut Report,
 ) -> Result<(), calico_dataplane::Error> {
-    let have = rtnl.neighbours(Family::V4, Some(index))?;
+    let have = rtnl.neighbours(family, Some(index))?;
     for (ip, mac) in want {
-        let wanted = Neighbour::permanent(index, IpAddr::V4(*ip), *mac);
+        let wanted = Neighbour::permanent(index, *ip, *mac);
         if have.contains(&wanted) {
             continue;
         }
@@ -141,11 +149,7 @@ pub(crate) fn sync_neighbours(
         return Ok(());
     }
     for n in have.iter().filter(|n| n.permanent) {
-        let desired = match n.ip {
-            IpAddr::V4(ip) => want.contains_key(&ip),
-            IpAddr::V6(_) => false,
-        };
-        if desired {
+        if want.contains_key(&n.ip) {
             continue;
         }
         match rtnl.delete_neighbour(n) {
@@ -161,13 +165,13 @@ pub(crate) fn sync_neighbours(
 pub(crate) fn sync_fdb(
     rtnl: &mut dyn Rtnl,
     index: u32,
-    want: &BTreeMap<Mac, Ipv4Addr>,
+    want: &BTreeMap<Mac, IpAddr>,
     deletes: bool,
     report: &mut Report,
 ) -> Result<(), calico_dataplane::Error> {
     let have = rtnl.fdb(index)?;
     for (mac, dst) in want {
-        let wanted = FdbEntry::permanent(index, *mac, IpAddr::V4(*dst));
+        let wanted = FdbEntry::permanent(index, *mac, *dst);
         if have.contains(&wanted) {
             continue;
         }
@@ -182,7 +186,7 @@ pub(crate) fn sync_fdb(
     for f in have.iter().filter(|f| f.permanent && f.dst.is_some()) {
         let desired = matches!(
             (want.get(&f.mac), f.dst),
-            (Some(d), Some(IpAddr::V4(a))) if *d == a
+            (Some(d), Some(a)) if *d == a
         );
         if desired {
             continue;
@@ -196,11 +200,10 @@ pub(crate) fn sync_fdb(
     Ok(())
 }
 
-/// Desired FDB entries by MAC bytes.
-pub(crate) fn fdb_targets(
-    fdb: &BTreeMap<String, Fdb>,
-) -> Result<BTreeMap<Mac, Ipv4Addr>, ReconcileError> {
-    fdb.values()
-        .map(|f| Ok((mac_of("FDB entry MAC", &f.dev, &f.mac)?, f.dst)))
+/// Desired FDB entries (of one device) by MAC bytes.
+pub(crate) fn fdb_targets<'a>(
+    fdb: impl Iterator<Item = &'a Fdb>,
+) -> Result<BTreeMap<Mac, IpAddr>, ReconcileError> {
+    fdb.map(|f| Ok((mac_of("FDB entry MAC", &f.dev, &f.mac)?, f.dst)))
         .collect()
 }
