@@ -9,8 +9,8 @@ use calico_dataplane::{NetNs, Netlink, NftCommand, ProcSys, Sysctl, SysctlKey};
 use super::fixture::*;
 use super::*;
 
-/// Sysctls of the node namespace (each access on a thread inside it).
-struct NsSysctl(NetNs);
+/// Sysctls of a node namespace (each access on a thread inside it); also used by `kernel_tests_v6`.
+pub(super) struct NsSysctl(pub(super) NetNs);
 
 impl Sysctl for NsSysctl {
     fn set(&mut self, key: &SysctlKey, value: &str) -> calico_dataplane::Result<()> {

@@ -26,6 +26,8 @@ mod fixture;
 mod ipip;
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod kernel_tests_v6;
 mod nat;
 mod routes;
 pub mod sysctls;
