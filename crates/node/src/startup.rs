@@ -30,6 +30,8 @@ pub const DEFAULT_IPV4_POOL: &str = "default-ipv4-ippool";
 /// Overheads of the encapsulations (IPv4).
 pub const VXLAN_OVERHEAD: u32 = 50;
 pub const IPIP_OVERHEAD: u32 = 20;
+/// VXLAN with an IPv6 outer header (`vxlan-v6.calico`).
+pub const VXLAN_V6_OVERHEAD: u32 = 70;
 const CAS_RETRIES: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
@@ -261,7 +263,10 @@ pub fn pod_mtu(host_mtu: u32, pools: &[IPPool]) -> u32 {
     let overhead = enabled
         .map(|p| {
             let vx = if p.spec.vxlan() != EncapMode::Never {
-                VXLAN_OVERHEAD
+                match p.spec.network() {
+                    Some(ipnet::IpNet::V6(_)) => VXLAN_V6_OVERHEAD,
+                    _ => VXLAN_OVERHEAD,
+                }
             } else {
                 0
             };

@@ -9,12 +9,14 @@
 //!
 //! Handles, attribute types and Node fields are upstream's: `vxlan-tunnel-addr-<node>` /
 //! `vxlanTunnelAddress` → `ipv4VXLANTunnelAddr` + `vxlanTunnelMACAddr`, and
-//! `ipip-tunnel-addr-<node>` / `ipipTunnelAddress` → `spec.bgp.ipv4IPIPTunnelAddr`. The running
+//! `ipip-tunnel-addr-<node>` / `ipipTunnelAddress` → `spec.bgp.ipv4IPIPTunnelAddr`, and for
+//! IPv6 VXLAN pools `vxlan-v6-tunnel-addr-<node>` / `vxlanV6TunnelAddress` →
+//! `ipv6VXLANTunnelAddr` + `vxlanTunnelMACAddrV6` (from IPv6 pools only). The running
 //! node calls `reconcile` again whenever a pool changes.
 
 use std::net::IpAddr;
 
-use calico_api::naming::vxlan_tunnel_mac;
+use calico_api::naming::{vxlan_tunnel_mac, vxlan_v6_tunnel_mac};
 use calico_api::resources::{AllowedUse, IPPool, Node, NodeBGPSpec};
 use calico_api::selector;
 use calico_datastore::resources::ResourceStore;
@@ -28,6 +30,8 @@ use crate::startup::{StartupError, get_node, modify_node};
 pub enum Tunnel {
     Vxlan,
     Ipip,
+    /// `vxlan-v6.calico`'s address, from an IPv6 VXLAN pool.
+    VxlanV6,
 }
 
 impl std::fmt::Display for Tunnel {
@@ -35,6 +39,7 @@ impl std::fmt::Display for Tunnel {
         f.write_str(match self {
             Tunnel::Vxlan => "VXLAN",
             Tunnel::Ipip => "IPIP",
+            Tunnel::VxlanV6 => "IPv6 VXLAN",
         })
     }
 }
@@ -44,6 +49,7 @@ impl Tunnel {
         match self {
             Tunnel::Vxlan => format!("vxlan-tunnel-addr-{node}"),
             Tunnel::Ipip => format!("ipip-tunnel-addr-{node}"),
+            Tunnel::VxlanV6 => format!("vxlan-v6-tunnel-addr-{node}"),
         }
     }
 
@@ -51,20 +57,26 @@ impl Tunnel {
         match self {
             Tunnel::Vxlan => "vxlanTunnelAddress",
             Tunnel::Ipip => "ipipTunnelAddress",
+            Tunnel::VxlanV6 => "vxlanV6TunnelAddress",
         }
     }
 
     fn pool_enabled(self, p: &IPPool) -> bool {
         match self {
-            Tunnel::Vxlan => p.spec.vxlan().enabled(),
+            Tunnel::Vxlan | Tunnel::VxlanV6 => p.spec.vxlan().enabled(),
             Tunnel::Ipip => p.spec.ipip().enabled(),
         }
+    }
+
+    fn v6(self) -> bool {
+        self == Tunnel::VxlanV6
     }
 
     fn current(self, n: &Node) -> Option<IpAddr> {
         let s = match self {
             Tunnel::Vxlan => n.spec.ipv4_vxlan_tunnel_addr.as_str(),
             Tunnel::Ipip => n.spec.bgp.as_ref().map_or("", |b| &b.ipv4_ipip_tunnel_addr),
+            Tunnel::VxlanV6 => n.spec.ipv6_vxlan_tunnel_addr.as_str(),
         };
         s.parse().ok()
     }
@@ -89,6 +101,20 @@ impl Tunnel {
                 n.spec.vxlan_tunnel_mac_addr = mac;
                 changed
             }
+            Tunnel::VxlanV6 => {
+                let mac = match addr {
+                    None => String::new(),
+                    Some(_) if n.spec.vxlan_tunnel_mac_addr_v6.is_empty() => {
+                        vxlan_v6_tunnel_mac(&n.metadata.name)
+                    }
+                    Some(_) => n.spec.vxlan_tunnel_mac_addr_v6.clone(),
+                };
+                let changed =
+                    n.spec.ipv6_vxlan_tunnel_addr != text || n.spec.vxlan_tunnel_mac_addr_v6 != mac;
+                n.spec.ipv6_vxlan_tunnel_addr = text;
+                n.spec.vxlan_tunnel_mac_addr_v6 = mac;
+                changed
+            }
             Tunnel::Ipip => {
                 let bgp = n.spec.bgp.get_or_insert_with(NodeBGPSpec::default);
                 let changed = bgp.ipv4_ipip_tunnel_addr != text;
@@ -107,17 +133,23 @@ impl Tunnel {
 pub struct TunnelState {
     pub vxlan: Option<IpAddr>,
     pub ipip: Option<IpAddr>,
+    /// IPv6 VXLAN tunnel address.
+    pub vxlan_v6: Option<IpAddr>,
 }
 
-/// Enabled IPv4 pools selecting this node (by its labels) that allow tunnel addresses and use
-/// the encapsulation.
+/// Enabled pools of the tunnel's family (IPv6 for [`Tunnel::VxlanV6`], else IPv4) selecting this
+/// node (by its labels) that allow tunnel addresses and use the encapsulation.
 pub fn tunnel_pools<'a>(pools: &'a [IPPool], node: &Node, tunnel: Tunnel) -> Vec<&'a IPPool> {
     let empty = Default::default();
     let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
     pools
         .iter()
         .filter(|p| !p.spec.is_disabled())
-        .filter(|p| matches!(p.spec.network(), Some(IpNet::V4(_))))
+        .filter(|p| match p.spec.network() {
+            Some(IpNet::V4(_)) => !tunnel.v6(),
+            Some(IpNet::V6(_)) => tunnel.v6(),
+            None => false,
+        })
         .filter(|p| p.spec.uses().contains(&AllowedUse::Tunnel))
         .filter(|p| tunnel.pool_enabled(p))
         .filter(|p| {
@@ -140,7 +172,13 @@ pub async fn reconcile(
     let vxlan = reconcile_one(store, ipam, &node, pools, Tunnel::Vxlan).await?;
     let node = get_node(store, nodename).await?;
     let ipip = reconcile_one(store, ipam, &node, pools, Tunnel::Ipip).await?;
-    Ok(TunnelState { vxlan, ipip })
+    let node = get_node(store, nodename).await?;
+    let vxlan_v6 = reconcile_one(store, ipam, &node, pools, Tunnel::VxlanV6).await?;
+    Ok(TunnelState {
+        vxlan,
+        ipip,
+        vxlan_v6,
+    })
 }
 
 async fn reconcile_one(
@@ -188,17 +226,23 @@ async fn reconcile_one(
     }
     let mut args = AutoAssignArgs::new(name, handle.clone());
     args.usage = AllowedUse::Tunnel;
-    args.ipv4_pools = wanted.iter().map(|p| p.metadata.name.clone()).collect();
+    let names = wanted.iter().map(|p| p.metadata.name.clone()).collect();
+    if tunnel.v6() {
+        (args.num_v4, args.num_v6) = (0, 1);
+        args.ipv6_pools = names;
+    } else {
+        args.ipv4_pools = names;
+    }
     args.attrs = Attrs {
         node: Some(name.to_string()),
         kind: Some(tunnel.attribute_type().to_string()),
         ..Attrs::default()
     };
     let got = ipam.auto_assign(&args).await?;
-    let Some(ip) = got.v4.first().map(IpNet::addr) else {
+    let Some(ip) = got.v4.first().or(got.v6.first()).map(IpNet::addr) else {
         return Err(StartupError::NoTunnelAddress {
             node: name.to_string(),
-            pools: args.ipv4_pools.clone(),
+            pools: [args.ipv4_pools.clone(), args.ipv6_pools.clone()].concat(),
         });
     };
     tracing::info!(node = name, handle, %ip, "assigned {tunnel} tunnel address");

@@ -293,3 +293,58 @@ async fn updating_an_existing_node_keeps_its_other_fields() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn ipv6_vxlan_pool_gets_a_v6_tunnel_address_and_mac_then_releases_it() -> Result<()> {
+    let env = Env::new().await?;
+    env.start(&[("CALICO_IPV4POOL_VXLAN", "Always")], 1500)
+        .await?;
+    let store = env.store();
+    let mut v6 = IPPool::new("default-ipv6-ippool");
+    v6.spec.cidr = "fd5a:5a5a::/48".into();
+    v6.spec.block_size = Some(122);
+    v6.spec.vxlan_mode = Some(EncapMode::Always);
+    store.create(Resource::IPPool(v6)).await?;
+    let all = pools(&store).await?;
+    assert_eq!(
+        startup::pod_mtu(1500, &all),
+        1430,
+        "IPv6 VXLAN costs 70 bytes"
+    );
+
+    let ipam = Ipam::new(env.ds.clone());
+    let t = tunnels::reconcile(&store, &ipam, "node-1", &all).await?;
+    let ip = t.vxlan_v6.context("no IPv6 VXLAN tunnel address")?;
+    assert!(ip.is_ipv6() && "fd5a:5a5a::/48".parse::<ipnet::IpNet>()?.contains(&ip));
+    assert!(t.vxlan.is_some_and(|v4| v4.is_ipv4()));
+    let n = node(&store, "node-1").await?;
+    assert_eq!(n.spec.ipv6_vxlan_tunnel_addr, ip.to_string());
+    assert_eq!(
+        n.spec.vxlan_tunnel_mac_addr_v6,
+        calico_api::naming::vxlan_v6_tunnel_mac("node-1")
+    );
+    let (handle, attrs) = ipam.assignment_of(ip).await?.context("not allocated")?;
+    assert_eq!(handle.as_deref(), Some("vxlan-v6-tunnel-addr-node-1"));
+    assert_eq!(
+        attrs.get("type").map(String::as_str),
+        Some("vxlanV6TunnelAddress")
+    );
+
+    // Again: the same address is kept.
+    let again = tunnels::reconcile(&store, &ipam, "node-1", &all).await?;
+    assert_eq!(again.vxlan_v6, Some(ip));
+
+    // The IPv6 pool stops using VXLAN: the address and the MAC go, IPv4's stays.
+    let Resource::IPPool(mut p) = store.get(Kind::IPPool, None, "default-ipv6-ippool").await?
+    else {
+        bail!("not a pool");
+    };
+    p.spec.vxlan_mode = Some(EncapMode::Never);
+    store.update(Resource::IPPool(p)).await?;
+    let t = tunnels::reconcile(&store, &ipam, "node-1", &pools(&store).await?).await?;
+    assert_eq!((t.vxlan_v6, t.vxlan), (None, again.vxlan));
+    let n = node(&store, "node-1").await?;
+    assert!(n.spec.ipv6_vxlan_tunnel_addr.is_empty() && n.spec.vxlan_tunnel_mac_addr_v6.is_empty());
+    assert_eq!(ipam.assignment_of(ip).await?, None);
+    Ok(())
+}
