@@ -260,9 +260,11 @@ pub async fn run(lab: &crate::lab::Lab, singles: usize, bursts: usize) -> Result
     .pop()
     .context("pool document")?;
     store.create(pool).await?;
-    // Every bench pod is a block of its own: lift the default cap of 20 blocks per host.
+    // Every bench pod is a block of its own: lift the default cap of 20 blocks per host (a
+    // configured cap requires strict affinity, which the bench's pools do not mind).
     let mut config = ipam.config().await?;
     config.max_blocks_per_host = 100_000;
+    config.strict_affinity = true;
     ipam.set_config(config).await?;
     // Let every calico-node take the new pool in before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
