@@ -29,7 +29,12 @@ fn local() -> LocalFacts {
 fn pool() -> impl Strategy<Value = (String, Vec<u8>)> {
     (
         0..2usize,
-        prop::sample::select(vec!["10.0.0.0/16", "10.0.0.0/24", "10.1.0.0/16"]),
+        prop::sample::select(vec![
+            "10.0.0.0/16",
+            "10.0.0.0/24",
+            "10.1.0.0/16",
+            "fd00::/48",
+        ]),
         0..3usize,
         0..3usize,
         any::<bool>(),
@@ -65,12 +70,35 @@ fn node() -> impl Strategy<Value = (String, Vec<u8>)> {
             "66:00:00:00:00:01",
             "66:00:00:00:00:02",
         ])),
+        prop::option::of(prop::sample::select(vec![
+            "fd10::1/64",
+            "fd10::2/64",
+            "fd11::3/64",
+        ])),
+        prop::option::of(prop::sample::select(vec!["fd00::", "fd00::40", "fd00::1"])),
+        prop::option::of(prop::sample::select(vec![
+            "66:00:00:00:00:01",
+            "66:00:00:00:00:03",
+        ])),
     )
-        .prop_map(|(i, addr, vtep, mac)| {
+        .prop_map(|(i, addr, vtep, mac, addr6, vtep6, mac6)| {
             let name = NODES[i];
             let mut spec = serde_json::Map::new();
+            let mut bgp = serde_json::Map::new();
             if let Some(a) = addr {
-                spec.insert("bgp".into(), json!({"ipv4Address": a}));
+                bgp.insert("ipv4Address".into(), json!(a));
+            }
+            if let Some(a) = addr6 {
+                bgp.insert("ipv6Address".into(), json!(a));
+            }
+            if !bgp.is_empty() {
+                spec.insert("bgp".into(), bgp.into());
+            }
+            if let Some(v) = vtep6 {
+                spec.insert("ipv6VXLANTunnelAddr".into(), json!(v));
+            }
+            if let Some(m) = mac6 {
+                spec.insert("vxlanTunnelMACAddrV6".into(), json!(m));
             }
             if let Some(v) = vtep {
                 spec.insert("ipv4VXLANTunnelAddr".into(), json!(v));
@@ -87,13 +115,15 @@ fn node() -> impl Strategy<Value = (String, Vec<u8>)> {
         })
 }
 
-const IPS: [&str; 6] = [
+const IPS: [&str; 8] = [
     "10.0.0.1",
     "10.0.0.2",
     "10.0.0.3",
     "10.0.0.65",
     "10.1.0.5",
     "10.0.0.128",
+    "fd00::1",
+    "fd00::40",
 ];
 
 fn workload() -> impl Strategy<Value = (String, Vec<u8>)> {
@@ -104,7 +134,13 @@ fn workload() -> impl Strategy<Value = (String, Vec<u8>)> {
     )
         .prop_map(|(i, n, ips)| {
             let name = format!("w{i}");
-            let nets: Vec<String> = ips.iter().map(|ip| format!("{ip}/32")).collect();
+            let nets: Vec<String> = ips
+                .iter()
+                .map(|ip| {
+                    let len = if ip.contains(':') { 128 } else { 32 };
+                    format!("{ip}/{len}")
+                })
+                .collect();
             let v = json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
                 "metadata": {"name": name, "namespace": "ns"},
                 "spec": {"node": NODES[n], "interfaceName": format!("cali{i}"), "ipNetworks": nets}});
@@ -121,11 +157,13 @@ fn block() -> impl Strategy<Value = (String, Vec<u8>)> {
         "10.0.0.64/26",
         "10.0.0.128/32",
         "10.1.0.0/26",
+        "fd00::/122",
+        "fd00::40/122",
     ];
     (
         prop::sample::select(cidrs),
         prop::option::of(0..4usize),
-        prop::collection::vec((0..6usize, 0..4usize), 0..4),
+        prop::collection::vec((0..IPS.len(), 0..4usize), 0..4),
     )
         .prop_map(|(cidr, owner, allocs)| {
             let net: ipnet::IpNet = cidr.parse().expect("cidr");
@@ -150,18 +188,25 @@ fn block() -> impl Strategy<Value = (String, Vec<u8>)> {
 }
 
 fn felix_config() -> impl Strategy<Value = (String, Vec<u8>)> {
-    prop::option::of(1300..1500i64).prop_map(|mtu| {
-        let spec = match mtu {
-            Some(m) => json!({"vxlanMTU": m}),
-            None => json!({}),
-        };
-        let v = json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+    (
+        prop::option::of(1300..1500i64),
+        prop::option::of(1300..1500i64),
+    )
+        .prop_map(|(mtu, mtu6)| {
+            let mut spec = serde_json::Map::new();
+            if let Some(m) = mtu {
+                spec.insert("vxlanMTU".into(), json!(m));
+            }
+            if let Some(m) = mtu6 {
+                spec.insert("vxlanMTUV6".into(), json!(m));
+            }
+            let v = json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
             "metadata": {"name": "default"}, "spec": spec});
-        (
-            keys::resource_key(calico_api::Kind::FelixConfiguration, None, "default"),
-            v.to_string().into_bytes(),
-        )
-    })
+            (
+                keys::resource_key(calico_api::Kind::FelixConfiguration, None, "default"),
+                v.to_string().into_bytes(),
+            )
+        })
 }
 
 #[derive(Debug, Clone)]
