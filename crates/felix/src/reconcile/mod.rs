@@ -10,7 +10,8 @@
 //! ```
 //!
 //! It owns only what it creates: routes `felix_owns_route` accepts (proto 80, or on `cali*` /
-//! `vxlan.calico`), the `vxlan.calico` device with its addresses, neighbour and FDB entries, the
+//! `vxlan.calico` / `vxlan-v6.calico`), the two VXLAN devices with their addresses (an IPv6
+//! device keeps the kernel's link-local one), neighbour and FDB entries, the
 //! tunnel address on the kernel's `tunl0` (`ipip`), and the `calico-nat` nftables table.
 //! `sysctls` holds the kernel parameters upstream sets (host forwarding, workload interfaces).
 //! The first call (and every `resync`) lists the kernel, so stale objects of an earlier run are

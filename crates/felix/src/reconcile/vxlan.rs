@@ -1,5 +1,5 @@
-//! The `vxlan.calico` device, its tunnel address, and the permanent neighbour and FDB entries
-//! of the remote VTEPs on it. Everything on the device is ours, so any entry that is not
+//! A VXLAN device (`vxlan.calico`, or `vxlan-v6.calico` over IPv6), its tunnel address, and the
+//! permanent neighbour and FDB entries of the remote VTEPs on it. Everything on the device is ours, so any entry that is not
 //! desired is stale; only permanent entries are removed (the kernel's own dynamic entries come
 //! and go by themselves).
 
