@@ -2,11 +2,15 @@
 //! and 32 concurrent allocators, all on one node or spread over 8 nodes, on the embedded store
 //! and on etcd; then `release_by_handle` of the same handles. In the same run, the two yardsticks
 //! at the same concurrency levels:
-//! - the ceiling: raw etcd-client transactions (compare create_revision = 0, put) on distinct
-//!   keys, against the same etcd server;
+//! - the ceiling: raw etcd-client transactions (compare create_revision = 0, put of 200 B) on
+//!   distinct keys, against the same etcd server, right before and right after our etcd rows
+//!   (the ratio uses their mean), and once more with values as large as a full /26 block;
 //! - the peer: the reference `host-local` IPAM plugin (containernetworking-plugins,
 //!   `/usr/lib/cni/host-local`), one process per allocation as a container runtime runs it
 //!   (CNI_COMMAND=ADD, then DEL), with its dataDir in a temp dir.
+//!
+//! On etcd, the reads and transactions per allocation are counted by etcd itself
+//! (`grpc_server_handled_total` on its /metrics), with the size of the blocks written.
 //!
 //! `cargo bench -p calico-ipam --bench ipam [-- --ops N]` prints a Markdown table (and writes it
 //! to $BENCH_OUT when set). Each configuration uses its own nodes (created first) in one /16 pool
@@ -30,9 +34,12 @@ use calico_ipam::{AutoAssignArgs, Ipam};
 
 const CONCURRENCY: [usize; 3] = [1, 8, 32];
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+/// Bytes of padding that make a raw value as large as a full /26 block here (measured: see the
+/// block sizes the run prints).
+const BLOCK_SIZED: usize = 8 * 1024;
 
 /// Latencies of one phase and its wall-clock time.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Sample {
     lat: Vec<Duration>,
     wall: Duration,
@@ -178,6 +185,8 @@ struct Measured {
     assign: Sample,
     release: Sample,
     per_alloc: Option<(f64, f64)>,
+    /// On etcd: total and largest size of this configuration's blocks, and how many.
+    block_bytes: (usize, usize, usize),
 }
 
 /// Our allocator on one backend: one configuration (layout × allocators). `metrics`: etcd's
@@ -226,6 +235,24 @@ async fn ours(
         }
         _ => None,
     };
+    let block_bytes = if metrics.is_some() {
+        let blocks = ds
+            .list(&calico_datastore::keys::block_prefix(false))
+            .await?
+            .kvs;
+        let mine: Vec<usize> = blocks
+            .iter()
+            .filter(|kv| kv.value.windows(tag.len()).any(|w| w == tag.as_bytes()))
+            .map(|kv| kv.value.len())
+            .collect();
+        (
+            mine.iter().sum::<usize>(),
+            mine.iter().max().copied().unwrap_or(0),
+            mine.len(),
+        )
+    } else {
+        (0, 0, 0)
+    };
     let tag2 = tag.to_string();
     let release = phase(workers, per, move |w, i| {
         let (ipam, tag) = (ipam.clone(), tag2.clone());
@@ -239,14 +266,21 @@ async fn ours(
         assign,
         release,
         per_alloc,
+        block_bytes,
     })
 }
 
 /// The ceiling: one etcd transaction (create-if-absent) per operation, distinct keys.
-async fn raw_etcd(client: &Client, tag: &str, workers: usize, per: usize) -> Result<Sample> {
+async fn raw_etcd(
+    client: &Client,
+    tag: &str,
+    workers: usize,
+    per: usize,
+    pad: usize,
+) -> Result<Sample> {
     let client = client.clone();
     let tag = tag.to_string();
-    let value = format!("{{\"pad\":\"{}\"}}", "x".repeat(200)).into_bytes();
+    let value = format!("{{\"pad\":\"{}\"}}", "x".repeat(pad)).into_bytes();
     phase(workers, per, move |w, i| {
         let mut c = client.clone();
         let key = format!("/bench/raw/{tag}/{w}/{i}");
@@ -363,37 +397,56 @@ async fn main() -> Result<()> {
     let metrics_addr = etcd.endpoint().trim_start_matches("http://").to_string();
     let mut rows: Vec<Row> = Vec::new();
     // (layout, allocators, reads per allocation, transactions per allocation) on etcd.
-    let mut counts: Vec<(&str, usize, f64, f64)> = Vec::new();
+    let mut counts: Vec<(&str, usize, Measured)> = Vec::new();
     // (target, layout, workers) → allocations per second.
     let mut rates: HashMap<(String, &str, usize), f64> = HashMap::new();
     for workers in CONCURRENCY {
         let per = ops.div_ceil(workers);
-        let s = raw_etcd(&raw, &format!("w{workers}"), workers, per).await?;
-        rates.insert(("raw".into(), "", workers), s.rate());
-        rows.push(Row {
-            target: "raw etcd txn (ceiling)".into(),
-            layout: "distinct keys",
-            workers,
-            assign: s,
-            release: None,
-        });
-        for (bi, (name, ds)) in backends.iter().enumerate() {
+        // The ceiling right before and right after our etcd runs (the machine may be shared:
+        // the ratio uses the mean of the two), then the same with block-sized values.
+        let before = raw_etcd(&raw, &format!("w{workers}-a"), workers, per, 200).await?;
+        for (bi, (name, ds)) in backends.iter().enumerate().rev() {
             for (layout, nodes) in [("1 node", 1usize), ("8 nodes", 8)] {
                 let tag = format!("b{bi}-n{nodes}-w{workers}");
                 let metrics = (*name == "etcd").then_some(metrics_addr.as_str());
                 let m = ours(ds, &tag, nodes, workers, per, metrics).await?;
-                if let Some((reads, txns)) = m.per_alloc {
-                    counts.push((layout, workers, reads, txns));
-                }
                 rates.insert((name.to_string(), layout, workers), m.assign.rate());
                 rows.push(Row {
                     target: format!("calico-ipam, {name}"),
                     layout,
                     workers,
-                    assign: m.assign,
-                    release: Some(m.release),
+                    assign: m.assign.clone(),
+                    release: Some(m.release.clone()),
                 });
+                if m.per_alloc.is_some() {
+                    counts.push((layout, workers, m));
+                }
                 eprintln!("done: {name}, {layout}, {workers} allocator(s)");
+            }
+            if *name != "etcd" {
+                continue;
+            }
+            let after = raw_etcd(&raw, &format!("w{workers}-b"), workers, per, 200).await?;
+            let big = raw_etcd(&raw, &format!("w{workers}-c"), workers, per, BLOCK_SIZED).await?;
+            rates.insert(
+                ("raw".into(), "", workers),
+                (before.rate() + after.rate()) / 2.0,
+            );
+            for (target, s) in [
+                ("raw etcd txn (ceiling), before".to_string(), before.clone()),
+                ("raw etcd txn (ceiling), after".to_string(), after),
+                (
+                    format!("raw etcd txn, {} KiB values", BLOCK_SIZED / 1024),
+                    big,
+                ),
+            ] {
+                rows.push(Row {
+                    target,
+                    layout: "distinct keys",
+                    workers,
+                    assign: s,
+                    release: None,
+                });
             }
         }
         let (a, r) = peer(dir.path(), &format!("w{workers}"), workers, per).await?;
@@ -423,7 +476,8 @@ async fn main() -> Result<()> {
         .filter_map(|s| s.first_error.clone())
         .collect();
     out.push_str(
-        "\nRatios (allocations per second, same run). Goal: calico-ipam over 8 nodes on etcd \
+        "\nRatios (allocations per second, same run; raw etcd = mean of the ceiling measured \
+         right before and right after our etcd rows). Goal: calico-ipam over 8 nodes on etcd \
          ≥ 0.50 of the raw etcd transaction rate.\n\n",
     );
     out.push_str(
@@ -444,11 +498,17 @@ async fn main() -> Result<()> {
     }
     out.push_str(
         "\netcd requests per allocation (assignment phase, block claims included; counted by \
-         etcd: grpc_server_handled_total).\n\n| layout | allocators | reads (Range) | \
-         transactions (Txn) |\n|---|---|---|---|\n",
+         etcd: grpc_server_handled_total), and the size of the blocks each transaction \
+         rewrites.\n\n| layout | allocators | reads (Range) | transactions (Txn) | blocks | \
+         mean block bytes | largest block bytes |\n|---|---|---|---|---|---|---|\n",
     );
-    for (layout, w, reads, txns) in &counts {
-        out.push_str(&format!("| {layout} | {w} | {reads:.2} | {txns:.2} |\n"));
+    for (layout, w, m) in &counts {
+        let (reads, txns) = m.per_alloc.unwrap_or_default();
+        let (total, max, n) = m.block_bytes;
+        let mean = total / n.max(1);
+        out.push_str(&format!(
+            "| {layout} | {w} | {reads:.2} | {txns:.2} | {n} | {mean} | {max} |\n"
+        ));
     }
     if !errors.is_empty() {
         out.push_str(&format!("\nFirst errors: {}\n", errors.join("; ")));
