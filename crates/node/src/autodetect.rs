@@ -1,4 +1,6 @@
-//! IPv4 address autodetection (`IP_AUTODETECTION_METHOD`), as upstream's calico-node does it.
+//! Node address autodetection (`IP_AUTODETECTION_METHOD` for IPv4, `IP6_AUTODETECTION_METHOD`
+//! for IPv6), as upstream's calico-node does it. One code path serves both families: the
+//! interfaces carry all their addresses and `detect` looks only at the requested family's.
 //!
 //! ```text
 //!  netlink links + addresses ──read_interfaces──▶ [Iface] ──detect(method, reach source)──▶ CIDR
@@ -8,13 +10,15 @@
 //! `detect` is pure. Upstream facts it reproduces: interfaces are walked in reverse kernel order
 //! (upstream keeps that for compatibility with older releases); names match unanchored regexes,
 //! several joined as alternatives; first-found and skip-interface exclude upstream's default list;
-//! only global unicast addresses count; the result keeps the host address with the interface's
-//! prefix length (`10.0.0.5/24`). One deliberate difference: interfaces that are administratively
+//! only global unicast addresses count (Go's `IsGlobalUnicast`: for IPv6 this drops link-local
+//! fe80::/10, loopback, multicast and `::`); the result keeps the host address with the
+//! interface's prefix length (`10.0.0.5/24`, `2001:db8::5/64`). One deliberate difference: interfaces that are administratively
 //! down are skipped, since an address there can carry neither BGP nor VXLAN traffic.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 
-use calico_dataplane::{Family, Rtnl};
+pub use calico_dataplane::Family;
+use calico_dataplane::Rtnl;
 use ipnet::IpNet;
 use regex::Regex;
 
@@ -126,7 +130,7 @@ pub struct Iface {
     pub name: String,
     pub up: bool,
     pub mtu: Option<u32>,
-    /// IPv4 addresses with the interface's prefix length (host bits kept).
+    /// IPv4 and IPv6 addresses with the interface's prefix length (host bits kept).
     pub addrs: Vec<IpNet>,
 }
 
@@ -137,16 +141,33 @@ pub struct Detected {
     pub cidr: IpNet,
 }
 
+/// The family's name and the variables that configure it (`IP`/`IP6`, and their methods).
+pub fn family_vars(family: Family) -> (&'static str, &'static str, &'static str) {
+    match family {
+        Family::V4 => ("IPv4", "IP", "IP_AUTODETECTION_METHOD"),
+        Family::V6 => ("IPv6", "IP6", "IP6_AUTODETECTION_METHOD"),
+    }
+}
+
+fn family_of(ip: IpAddr) -> Family {
+    match ip {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DetectError {
     #[error("IP autodetection ({method}): no usable interface (all were excluded, down or absent)")]
     NoInterfaces { method: String },
     #[error(
-        "IP autodetection ({method}): no global unicast IPv4 address on the candidate interfaces \
-         {candidates:?}; set IP=a.b.c.d/nn or choose another IP_AUTODETECTION_METHOD"
+        "IP autodetection ({method}): no global unicast {} address on the candidate interfaces \
+         {candidates:?}; set {}=ADDRESS/PREFIX or choose another {}",
+        family_vars(*family).0, family_vars(*family).1, family_vars(*family).2
     )]
     NoAddress {
         method: String,
+        family: Family,
         candidates: Vec<String>,
     },
     #[error(
@@ -160,13 +181,23 @@ pub enum DetectError {
     Invalid(String),
 }
 
-/// Go's `IP.IsGlobalUnicast` for IPv4.
-fn global_unicast(ip: Ipv4Addr) -> bool {
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || ip.is_link_local())
+/// Go's `IP.IsGlobalUnicast`.
+fn global_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_link_local())
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local())
+        }
+    }
 }
 
 fn describe(m: &Method) -> String {
@@ -203,6 +234,7 @@ fn candidates<'a>(
 }
 
 fn first_address(
+    family: Family,
     method: &Method,
     cands: &[&Iface],
     cidrs: &[IpNet],
@@ -214,8 +246,8 @@ fn first_address(
     }
     for i in cands {
         for a in &i.addrs {
-            let IpAddr::V4(v4) = a.addr() else { continue };
-            if global_unicast(v4)
+            if family_of(a.addr()) == family
+                && global_unicast(a.addr())
                 && (cidrs.is_empty() || cidrs.iter().any(|c| c.contains(&a.addr())))
             {
                 return Ok(Detected {
@@ -227,6 +259,7 @@ fn first_address(
     }
     Err(DetectError::NoAddress {
         method: describe(method),
+        family,
         candidates: cands.iter().map(|i| i.name.clone()).collect(),
     })
 }
@@ -241,9 +274,10 @@ pub fn find_address(ifaces: &[Iface], ip: IpAddr) -> Option<Detected> {
     })
 }
 
-/// Chooses the node's IPv4 CIDR. `reach_source` is the kernel's source address towards the
-/// can-reach destination (see `reach_source`); other methods ignore it.
+/// Chooses the node's CIDR of `family`. `reach_source` is the kernel's source address towards
+/// the can-reach destination (see `reach_source`); other methods ignore it.
 pub fn detect(
+    family: Family,
     method: &Method,
     ifaces: &[Iface],
     reach_source: Option<IpAddr>,
@@ -253,14 +287,18 @@ pub fn detect(
         .map(|s| s.to_string())
         .collect();
     match method {
-        Method::FirstFound => first_address(method, &candidates(ifaces, &[], &defaults)?, &[]),
-        Method::Interface(inc) => first_address(method, &candidates(ifaces, inc, &[])?, &[]),
+        Method::FirstFound => {
+            first_address(family, method, &candidates(ifaces, &[], &defaults)?, &[])
+        }
+        Method::Interface(inc) => {
+            first_address(family, method, &candidates(ifaces, inc, &[])?, &[])
+        }
         Method::SkipInterface(skip) => {
             let mut exc = defaults;
             exc.extend(skip.iter().cloned());
-            first_address(method, &candidates(ifaces, &[], &exc)?, &[])
+            first_address(family, method, &candidates(ifaces, &[], &exc)?, &[])
         }
-        Method::Cidr(nets) => first_address(method, &candidates(ifaces, &[], &[])?, nets),
+        Method::Cidr(nets) => first_address(family, method, &candidates(ifaces, &[], &[])?, nets),
         Method::CanReach(dest) => {
             let source_ip = reach_source.ok_or_else(|| DetectError::Reach {
                 dest: dest.clone(),
@@ -274,22 +312,29 @@ pub fn detect(
     }
 }
 
-/// The source address the kernel would use towards `dest` (an IPv4 address or a host name),
-/// found by connecting a UDP socket to port 80 without sending anything (upstream's approach).
-pub fn reach_source(dest: &str) -> Result<IpAddr, DetectError> {
+/// The source address the kernel would use towards `dest` (an address of `family` or a host
+/// name), found by connecting a UDP socket to port 80 without sending anything (upstream's
+/// approach).
+pub fn reach_source(family: Family, dest: &str) -> Result<IpAddr, DetectError> {
     let err = |reason: String| DetectError::Reach {
         dest: dest.to_string(),
         reason,
     };
+    let name = family_vars(family).0;
     let target: SocketAddr = match dest.parse::<IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, 80),
+        Ok(ip) if family_of(ip) == family => SocketAddr::new(ip, 80),
+        Ok(_) => return Err(err(format!("not an {name} address"))),
         Err(_) => (dest, 80)
             .to_socket_addrs()
             .map_err(|e| err(format!("cannot resolve: {e}")))?
-            .find(SocketAddr::is_ipv4)
-            .ok_or_else(|| err("resolves to no IPv4 address".into()))?,
+            .find(|a| family_of(a.ip()) == family)
+            .ok_or_else(|| err(format!("resolves to no {name} address")))?,
     };
-    let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| err(format!("UDP socket: {e}")))?;
+    let any = match family {
+        Family::V4 => "0.0.0.0:0",
+        Family::V6 => "[::]:0",
+    };
+    let sock = UdpSocket::bind(any).map_err(|e| err(format!("UDP socket: {e}")))?;
     sock.connect(target)
         .map_err(|e| err(format!("no route ({e})")))?;
     sock.local_addr()
@@ -297,11 +342,12 @@ pub fn reach_source(dest: &str) -> Result<IpAddr, DetectError> {
         .map_err(|e| err(format!("local address: {e}")))
 }
 
-/// Links and IPv4 addresses through netlink, in kernel order.
+/// Links with their IPv4 and IPv6 addresses through netlink, in kernel order.
 pub fn read_interfaces(rtnl: &mut dyn Rtnl) -> calico_dataplane::Result<Vec<Iface>> {
     let mut links = rtnl.links()?;
     links.sort_by_key(|l| l.index);
-    let addrs = rtnl.addresses(Family::V4, None)?;
+    let mut addrs = rtnl.addresses(Family::V4, None)?;
+    addrs.extend(rtnl.addresses(Family::V6, None)?);
     Ok(links
         .into_iter()
         .map(|l| Iface {

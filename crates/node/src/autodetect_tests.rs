@@ -28,7 +28,7 @@ fn host() -> Vec<Iface> {
 
 fn pick(method: &str) -> Result<Detected, DetectError> {
     let m = Method::parse(method).map_err(DetectError::Invalid)?;
-    detect(&m, &host(), None)
+    detect(Family::V4, &m, &host(), None)
 }
 
 fn cidr(d: Result<Detected, DetectError>) -> String {
@@ -72,20 +72,20 @@ fn cidr_picks_the_first_address_inside_any_range() {
     assert_eq!(cidr(pick("cidr=172.17.0.0/16")), "docker0 172.17.0.1/16");
     assert_eq!(
         cidr(pick("cidr=192.0.2.0/24, 10.0.0.0/30")),
-        "error: IP autodetection (cidr=192.0.2.0/24,10.0.0.0/30): no global unicast IPv4 address on the candidate interfaces [\"eth2\", \"vxlan.calico\", \"cali1234567890a\", \"docker0\", \"eth1\", \"eth0\", \"lo\"]; set IP=a.b.c.d/nn or choose another IP_AUTODETECTION_METHOD"
+        "error: IP autodetection (cidr=192.0.2.0/24,10.0.0.0/30): no global unicast IPv4 address on the candidate interfaces [\"eth2\", \"vxlan.calico\", \"cali1234567890a\", \"docker0\", \"eth1\", \"eth0\", \"lo\"]; set IP=ADDRESS/PREFIX or choose another IP_AUTODETECTION_METHOD"
     );
 }
 
 #[test]
 fn can_reach_maps_the_source_address_to_its_interface() -> anyhow::Result<()> {
     let m = Method::parse("can-reach=8.8.8.8").map_err(anyhow::Error::msg)?;
-    let d = detect(&m, &host(), Some("10.0.0.5".parse()?))?;
+    let d = detect(Family::V4, &m, &host(), Some("10.0.0.5".parse()?))?;
     assert_eq!(
         (d.iface.as_str(), d.cidr.to_string()),
         ("eth0", "10.0.0.5/24".into())
     );
     assert_eq!(
-        detect(&m, &host(), Some("10.1.1.1".parse()?)),
+        detect(Family::V4, &m, &host(), Some("10.1.1.1".parse()?)),
         Err(DetectError::ReachMismatch {
             dest: "8.8.8.8".into(),
             source_ip: "10.1.1.1".parse()?

@@ -3,7 +3,7 @@
 //! so tests build configurations from a plain map.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use calico_api::resources::{AsNumber, EncapMode};
 use calico_datastore::DatastoreConfig;
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::autodetect::Method;
+use crate::autodetect::{Family, Method, family_vars};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -27,16 +27,17 @@ pub enum ConfigError {
     Datastore(#[from] calico_datastore::Error),
 }
 
-/// `IP`: how the node's IPv4 address is chosen.
+/// `IP` / `IP6`: how the node's IPv4 / IPv6 address is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpSetting {
-    /// Unset: keep the Node's stored address, or autodetect when it has none (upstream).
+    /// Unset: keep the Node's stored address; with none stored, `IP` autodetects while `IP6`
+    /// leaves IPv6 off (upstream).
     Unset,
-    /// `autodetect`: always run `IP_AUTODETECTION_METHOD`.
+    /// `autodetect`: always run the family's autodetection method.
     Autodetect,
     /// An explicit address; without a prefix length the interface carrying it supplies one.
-    Fixed { addr: Ipv4Addr, prefix: Option<u8> },
-    /// `none`: no IPv4 address (the Node keeps whatever it has).
+    Fixed { addr: IpAddr, prefix: Option<u8> },
+    /// `none`: no address of this family (the Node keeps whatever it has).
     None,
 }
 
@@ -54,6 +55,10 @@ pub struct NodeConfig {
     pub nodename: String,
     pub ip: IpSetting,
     pub method: Method,
+    /// `IP6` (default: unset, i.e. no IPv6 unless the Node already has one).
+    pub ip6: IpSetting,
+    /// `IP6_AUTODETECTION_METHOD` (default first-found).
+    pub method6: Method,
     pub as_number: Option<AsNumber>,
     pub backend: Backend,
     pub no_default_pools: bool,
@@ -128,8 +133,8 @@ fn parse_port(var: &'static str, v: &str) -> Result<u16, ConfigError> {
     })
 }
 
-/// Parses `IP`.
-pub fn parse_ip(v: &str) -> Result<IpSetting, ConfigError> {
+/// Parses `IP` (`Family::V4`) or `IP6` (`Family::V6`).
+pub fn parse_ip(family: Family, v: &str) -> Result<IpSetting, ConfigError> {
     let t = v.trim();
     match t.to_ascii_lowercase().as_str() {
         "" => return Ok(IpSetting::Unset),
@@ -137,29 +142,62 @@ pub fn parse_ip(v: &str) -> Result<IpSetting, ConfigError> {
         "none" => return Ok(IpSetting::None),
         _ => {}
     }
-    let bad = |reason: &str| ConfigError::Invalid {
-        var: "IP",
-        value: v.into(),
-        reason: reason.into(),
+    let (var, max, example) = match family {
+        Family::V4 => ("IP", 32, "a.b.c.d or a.b.c.d/nn"),
+        Family::V6 => (
+            "IP6",
+            128,
+            "an IPv6 address like 2001:db8::5 or 2001:db8::5/64",
+        ),
     };
-    if let Some((a, p)) = t.split_once('/') {
-        let addr: Ipv4Addr = a
-            .parse()
-            .map_err(|_| bad("expected autodetect, none, a.b.c.d or a.b.c.d/nn"))?;
-        let prefix: u8 = p
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| bad("the prefix length must be 0-32"))?;
-        Ok(IpSetting::Fixed {
-            addr,
-            prefix: Some(prefix),
+    let bad = |reason: String| ConfigError::Invalid {
+        var,
+        value: v.into(),
+        reason,
+    };
+    let (a, p) = match t.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (t, None),
+    };
+    let addr: IpAddr = a
+        .parse()
+        .ok()
+        .filter(|ip: &IpAddr| match family {
+            Family::V4 => ip.is_ipv4(),
+            Family::V6 => ip.is_ipv6(),
         })
-    } else {
-        let addr: Ipv4Addr = t
-            .parse()
-            .map_err(|_| bad("expected autodetect, none, a.b.c.d or a.b.c.d/nn"))?;
-        Ok(IpSetting::Fixed { addr, prefix: None })
+        .ok_or_else(|| bad(format!("expected autodetect, none, {example}")))?;
+    let prefix = match p {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| bad(format!("the prefix length must be 0-{max}")))?,
+        ),
+    };
+    Ok(IpSetting::Fixed { addr, prefix })
+}
+
+fn parse_method(family: Family, value: Option<&str>) -> Result<Method, ConfigError> {
+    let var = family_vars(family).2;
+    Method::parse(value.unwrap_or("first-found")).map_err(|reason| ConfigError::Invalid {
+        var,
+        value: value.unwrap_or("").into(),
+        reason,
+    })
+}
+
+impl IpSetting {
+    /// The setting as a CIDR when it is fully given.
+    pub fn fixed_cidr(&self) -> Option<IpNet> {
+        match self {
+            IpSetting::Fixed {
+                addr,
+                prefix: Some(p),
+            } => IpNet::new(*addr, *p).ok(),
+            _ => None,
+        }
     }
 }
 
@@ -182,13 +220,10 @@ impl NodeConfig {
                 h
             }
         };
-        let ip = parse_ip(get("IP").unwrap_or(""))?;
-        let method = Method::parse(get("IP_AUTODETECTION_METHOD").unwrap_or("first-found"))
-            .map_err(|reason| ConfigError::Invalid {
-                var: "IP_AUTODETECTION_METHOD",
-                value: get("IP_AUTODETECTION_METHOD").unwrap_or("").into(),
-                reason,
-            })?;
+        let ip = parse_ip(Family::V4, get("IP").unwrap_or(""))?;
+        let method = parse_method(Family::V4, get("IP_AUTODETECTION_METHOD"))?;
+        let ip6 = parse_ip(Family::V6, get("IP6").unwrap_or(""))?;
+        let method6 = parse_method(Family::V6, get("IP6_AUTODETECTION_METHOD"))?;
         let as_number = match get("AS") {
             None => None,
             Some(s) => Some(AsNumber::parse(s).map_err(|reason| ConfigError::Invalid {
@@ -233,6 +268,8 @@ impl NodeConfig {
             nodename,
             ip,
             method,
+            ip6,
+            method6,
             as_number,
             backend,
             no_default_pools: parse_bool(
@@ -285,20 +322,14 @@ impl NodeConfig {
 
     /// The `IP` setting as a CIDR when it is fully given.
     pub fn fixed_cidr(&self) -> Option<IpNet> {
-        match self.ip {
-            IpSetting::Fixed {
-                addr,
-                prefix: Some(p),
-            } => Ipv4Net::new(addr, p).ok().map(IpNet::V4),
-            _ => None,
-        }
+        self.ip.fixed_cidr()
     }
 
-    /// The fixed address, if any.
-    pub fn fixed_addr(&self) -> Option<IpAddr> {
-        match self.ip {
-            IpSetting::Fixed { addr, .. } => Some(IpAddr::V4(addr)),
-            _ => None,
+    /// The `IP` / `IP6` setting and autodetection method of `family`.
+    pub fn family(&self, family: Family) -> (&IpSetting, &Method) {
+        match family {
+            Family::V4 => (&self.ip, &self.method),
+            Family::V6 => (&self.ip6, &self.method6),
         }
     }
 }
@@ -320,6 +351,10 @@ mod tests {
         assert_eq!(c.nodename, "host-a");
         assert_eq!(c.ip, IpSetting::Unset);
         assert_eq!(c.method, Method::FirstFound);
+        assert_eq!(
+            (&c.ip6, &c.method6),
+            (&IpSetting::Unset, &Method::FirstFound)
+        );
         assert_eq!(c.pool_cidr.to_string(), "192.168.0.0/16");
         assert!(c.pool_nat_outgoing);
         assert!(!c.no_default_pools);
@@ -338,6 +373,8 @@ mod tests {
                 ("NODENAME", "n1"),
                 ("IP", "10.0.0.5/24"),
                 ("IP_AUTODETECTION_METHOD", "interface=eth.*,ens3"),
+                ("IP6", "2001:db8::5/64"),
+                ("IP6_AUTODETECTION_METHOD", "cidr=2001:db8::/32"),
                 ("AS", "64513"),
                 ("CALICO_IPV4POOL_VXLAN", "crosssubnet"),
                 ("CALICO_IPV4POOL_BLOCK_SIZE", "26"),
@@ -352,6 +389,27 @@ mod tests {
             c.fixed_cidr().map(|n| n.to_string()).as_deref(),
             Some("10.0.0.5/24")
         );
+        assert_eq!(
+            c.ip6.fixed_cidr().map(|n| n.to_string()).as_deref(),
+            Some("2001:db8::5/64")
+        );
+        assert_eq!(
+            c.method6,
+            Method::Cidr(vec!["2001:db8::/32".parse::<IpNet>()?])
+        );
+        for (v, want) in [
+            ("autodetect", IpSetting::Autodetect),
+            ("NONE", IpSetting::None),
+            (
+                "fd00::7",
+                IpSetting::Fixed {
+                    addr: "fd00::7".parse()?,
+                    prefix: None,
+                },
+            ),
+        ] {
+            assert_eq!(parse_ip(Family::V6, v)?, want, "{v}");
+        }
         assert_eq!(c.as_number, Some(AsNumber(64513)));
         assert_eq!(c.pool_vxlan, EncapMode::CrossSubnet);
         assert_eq!(c.pool_block_size, Some(26));
@@ -367,6 +425,10 @@ mod tests {
         for (k, v) in [
             ("IP", "10.0.0.300"),
             ("IP", "10.0.0.1/33"),
+            ("IP", "2001:db8::1/64"),
+            ("IP6", "10.0.0.1/24"),
+            ("IP6", "2001:db8::1/129"),
+            ("IP6_AUTODETECTION_METHOD", "cidr=2001:db8::/200"),
             ("CALICO_IPV4POOL_CIDR", "nope"),
             ("CALICO_IPV4POOL_BLOCK_SIZE", "8"),
             ("CALICO_IPV4POOL_VXLAN", "sometimes"),

@@ -3,8 +3,9 @@
 //! nodename) into the state directory.
 //!
 //! ```text
-//!  NodeConfig + [Iface] (+ can-reach source) ──choose_address──▶ CIDR, uplink
-//!     ──modify_node (CAS loop)──▶ Node{bgp.ipv4Address, addresses[CalicoNodeIP], asNumber}
+//!  NodeConfig + [Iface] (+ can-reach source) ──choose_address(V4, V6)──▶ CIDRs, uplink
+//!     ──modify_node (CAS loop)──▶ Node{bgp.ipv4Address, bgp.ipv6Address,
+//!                                      addresses[CalicoNodeIP], asNumber}
 //!     ──ensure_default_pool──▶ tunnels::reconcile ──▶ host MTU − overhead ──▶ <state>/mtu
 //! ```
 //!
@@ -18,10 +19,10 @@ use calico_api::resources::{EncapMode, IPPool, Node, NodeAddress, NodeBGPSpec};
 use calico_api::{Kind, Resource};
 use calico_datastore::resources::{ResourceStore, StoreError};
 use calico_ipam::{Ipam, IpamError};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use regex::Regex;
 
-use crate::autodetect::{self, DetectError, Iface};
+use crate::autodetect::{self, DetectError, Family, Iface};
 use crate::config::{DEFAULT_MTU_IFACE_PATTERN, IpSetting, NodeConfig};
 use crate::tunnels::{self, TunnelState};
 
@@ -74,7 +75,9 @@ pub struct Started {
     pub node: Node,
     /// The node's IPv4 CIDR, if it has one.
     pub cidr: Option<IpNet>,
-    /// The interface carrying that address.
+    /// The node's IPv6 CIDR, if it has one (`IP6`).
+    pub cidr6: Option<IpNet>,
+    /// The interface carrying the IPv4 address (else the IPv6 one).
     pub uplink: Option<String>,
     pub host_mtu: u32,
     pub pod_mtu: u32,
@@ -120,57 +123,77 @@ pub async fn modify_node(
     Err(StartupError::Contention(name.into()))
 }
 
-/// The node's IPv4 CIDR per `IP` / `IP_AUTODETECTION_METHOD`, with the interface carrying it.
-/// `stored` is the Node's current `bgp.ipv4Address`; `reach` gives the can-reach source.
+/// The node's CIDR of `family` per `IP` / `IP_AUTODETECTION_METHOD` (IPv4) or `IP6` /
+/// `IP6_AUTODETECTION_METHOD` (IPv6), with the interface carrying it. `stored` is the Node's
+/// current `bgp.ipv4Address` / `bgp.ipv6Address`; `reach` gives the can-reach source.
 pub fn choose_address(
     cfg: &NodeConfig,
+    family: Family,
     ifaces: &[Iface],
     stored: Option<&str>,
-    reach: impl FnOnce(&str) -> Result<IpAddr, DetectError>,
+    reach: impl FnOnce(Family, &str) -> Result<IpAddr, DetectError>,
 ) -> Result<Option<(IpNet, Option<String>)>, DetectError> {
     let on_iface = |net: IpNet| {
         let iface = autodetect::find_address(ifaces, net.addr()).map(|d| d.iface);
         (net, iface)
     };
-    match &cfg.ip {
+    let (setting, method) = cfg.family(family);
+    let stored = stored.and_then(|s| s.parse::<IpNet>().ok()).filter(|n| {
+        matches!(
+            (n, family),
+            (IpNet::V4(_), Family::V4) | (IpNet::V6(_), Family::V6)
+        )
+    });
+    match setting {
         IpSetting::None => Ok(None),
         IpSetting::Fixed { addr, prefix } => {
-            let ip = IpAddr::V4(*addr);
-            match (prefix, autodetect::find_address(ifaces, ip)) {
+            match (prefix, autodetect::find_address(ifaces, *addr)) {
                 (Some(p), found) => {
-                    let net = Ipv4Net::new(*addr, *p)
-                        .map_err(|e| DetectError::Invalid(format!("IP={addr}/{p}: {e}")))?;
-                    Ok(Some((IpNet::V4(net), found.map(|d| d.iface))))
+                    let net = IpNet::new(*addr, *p).map_err(|e| {
+                        let var = autodetect::family_vars(family).1;
+                        DetectError::Invalid(format!("{var}={addr}/{p}: {e}"))
+                    })?;
+                    Ok(Some((net, found.map(|d| d.iface))))
                 }
                 // No prefix given: the interface's, else a host route (upstream).
                 (None, Some(d)) => Ok(Some((d.cidr, Some(d.iface)))),
-                (None, None) => Ok(Some(on_iface(IpNet::V4(Ipv4Net::from(*addr))))),
+                (None, None) => Ok(Some(on_iface(IpNet::from(*addr)))),
             }
         }
-        IpSetting::Unset if stored.is_some_and(|s| s.parse::<IpNet>().is_ok()) => {
-            let net = stored.and_then(|s| s.parse::<IpNet>().ok());
-            Ok(net.map(on_iface))
-        }
+        IpSetting::Unset if stored.is_some() => Ok(stored.map(on_iface)),
+        // Upstream autodetects IPv4 when nothing is stored, but leaves IPv6 off.
+        IpSetting::Unset if family == Family::V6 => Ok(None),
         IpSetting::Unset | IpSetting::Autodetect => {
-            let source = match &cfg.method {
-                autodetect::Method::CanReach(dest) => Some(reach(dest)?),
+            let source = match method {
+                autodetect::Method::CanReach(dest) => Some(reach(family, dest)?),
                 _ => None,
             };
-            let d = autodetect::detect(&cfg.method, ifaces, source)?;
+            let d = autodetect::detect(family, method, ifaces, source)?;
             Ok(Some((d.cidr, Some(d.iface))))
         }
     }
 }
 
-/// Sets the address fields of `node`; true when something changed.
-fn record_address(node: &mut Node, cfg: &NodeConfig, cidr: Option<IpNet>) -> bool {
+/// Sets the address fields of `node` (either family left alone when its CIDR is `None`);
+/// true when something changed.
+fn record_address(
+    node: &mut Node,
+    cfg: &NodeConfig,
+    cidr: Option<IpNet>,
+    cidr6: Option<IpNet>,
+) -> bool {
     let before = node.spec.clone();
-    if let Some(cidr) = cidr {
+    for cidr in [cidr, cidr6].into_iter().flatten() {
         let bgp = node.spec.bgp.get_or_insert_with(NodeBGPSpec::default);
-        bgp.ipv4_address = cidr.to_string();
+        let v4 = matches!(cidr, IpNet::V4(_));
+        if v4 {
+            bgp.ipv4_address = cidr.to_string();
+        } else {
+            bgp.ipv6_address = cidr.to_string();
+        }
         node.spec
             .addresses
-            .retain(|a| !(a.address_type == "CalicoNodeIP" && is_v4(&a.address)));
+            .retain(|a| !(a.address_type == "CalicoNodeIP" && is_v4(&a.address) == v4));
         node.spec.addresses.push(NodeAddress {
             address: cidr.to_string(),
             address_type: "CalicoNodeIP".into(),
@@ -306,18 +329,36 @@ pub async fn run(
     store: &ResourceStore,
     ipam: &Ipam,
     ifaces: &[Iface],
-    reach: impl FnOnce(&str) -> Result<IpAddr, DetectError>,
+    reach: impl Fn(Family, &str) -> Result<IpAddr, DetectError>,
 ) -> Result<Started, StartupError> {
     let stored = match get_node(store, &cfg.nodename).await {
-        Ok(n) => n.spec.bgp.map(|b| b.ipv4_address).filter(|s| !s.is_empty()),
-        Err(StartupError::Store(StoreError::NotFound { .. })) => None,
+        Ok(n) => n.spec.bgp.unwrap_or_default(),
+        Err(StartupError::Store(StoreError::NotFound { .. })) => NodeBGPSpec::default(),
         Err(e) => return Err(e),
     };
-    let chosen = choose_address(cfg, ifaces, stored.as_deref(), reach)?;
+    let nonempty = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    let chosen = choose_address(
+        cfg,
+        Family::V4,
+        ifaces,
+        nonempty(&stored.ipv4_address).as_deref(),
+        &reach,
+    )?;
+    let chosen6 = choose_address(
+        cfg,
+        Family::V6,
+        ifaces,
+        nonempty(&stored.ipv6_address).as_deref(),
+        &reach,
+    )?;
     let cidr = chosen.as_ref().map(|c| c.0);
-    let uplink = chosen.and_then(|c| c.1);
-    tracing::info!(node = cfg.nodename, cidr = ?cidr, uplink = ?uplink, "node address");
-    modify_node(store, &cfg.nodename, |n| record_address(n, cfg, cidr)).await?;
+    let cidr6 = chosen6.as_ref().map(|c| c.0);
+    let uplink = chosen.and_then(|c| c.1).or(chosen6.and_then(|c| c.1));
+    tracing::info!(node = cfg.nodename, cidr = ?cidr, cidr6 = ?cidr6, uplink = ?uplink, "node address");
+    modify_node(store, &cfg.nodename, |n| {
+        record_address(n, cfg, cidr, cidr6)
+    })
+    .await?;
     ensure_default_pool(store, cfg).await?;
     let pools = list_pools(store).await?;
     let tunnels = tunnels::reconcile(store, ipam, &cfg.nodename, &pools).await?;
@@ -330,6 +371,7 @@ pub async fn run(
     Ok(Started {
         node,
         cidr,
+        cidr6,
         uplink,
         host_mtu,
         pod_mtu,

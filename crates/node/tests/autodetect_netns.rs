@@ -5,7 +5,7 @@
 use anyhow::{Result, anyhow};
 use calico_dataplane::Netlink;
 use calico_dataplane::testns::TestNetns;
-use calico_node::autodetect::{self, Iface, Method};
+use calico_node::autodetect::{self, Family, Iface, Method};
 
 /// Interfaces: eth0 + veth-a, eth1 + ens7, dummy0 + eth9 (down), docker0. Upstream walks the
 /// kernel's order in reverse.
@@ -51,11 +51,14 @@ fn run(ns: &TestNetns, ifaces: &[Iface], method: &str) -> Result<String> {
     let source = match &m {
         Method::CanReach(dest) => {
             let dest = dest.clone();
-            Some(ns.open().run(move || autodetect::reach_source(&dest))??)
+            Some(
+                ns.open()
+                    .run(move || autodetect::reach_source(Family::V4, &dest))??,
+            )
         }
         _ => None,
     };
-    let d = autodetect::detect(&m, ifaces, source)?;
+    let d = autodetect::detect(Family::V4, &m, ifaces, source)?;
     Ok(format!("{} {}", d.iface, d.cidr))
 }
 
@@ -140,7 +143,9 @@ fn every_method_on_a_node_with_several_interfaces() -> Result<()> {
 fn can_reach_without_a_route_fails_with_the_destination_named() -> Result<()> {
     let ns = TestNetns::new();
     ns.ip(&["link", "set", "lo", "up"]);
-    let r = ns.open().run(|| autodetect::reach_source("198.51.100.1"))?;
+    let r = ns
+        .open()
+        .run(|| autodetect::reach_source(Family::V4, "198.51.100.1"))?;
     let err = r.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
         err.contains("can-reach=198.51.100.1") && err.contains("no route"),

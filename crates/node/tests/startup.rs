@@ -13,7 +13,7 @@ use calico_datastore::config::EmbeddedConfig;
 use calico_datastore::resources::ResourceStore;
 use calico_datastore::{Datastore, DatastoreConfig};
 use calico_ipam::Ipam;
-use calico_node::autodetect::{DetectError, Iface};
+use calico_node::autodetect::{DetectError, Family, Iface};
 use calico_node::config::NodeConfig;
 use calico_node::startup::{self, Started};
 use calico_node::tunnels;
@@ -63,7 +63,7 @@ impl Env {
     }
 }
 
-fn no_reach(dest: &str) -> Result<IpAddr, DetectError> {
+fn no_reach(_: Family, dest: &str) -> Result<IpAddr, DetectError> {
     Err(DetectError::Reach {
         dest: dest.into(),
         reason: "not used in this test".into(),
