@@ -12,23 +12,54 @@ fn iface(index: u32, name: &str, up: bool, addrs: &[&str]) -> Iface {
     }
 }
 
-/// Kernel order: lo, eth0, eth1, docker0, cali…, vxlan.calico, ens5 (down), eth2 (link-local only).
+/// Kernel order: lo, eth0, eth1, docker0, cali…, vxlan.calico, ens5 (down), eth2 (link-local only,
+/// in both families). Every interface also carries IPv6 addresses, link-local ones listed first
+/// as the kernel does for an address added later.
 fn host() -> Vec<Iface> {
     vec![
-        iface(1, "lo", true, &["127.0.0.1/8"]),
-        iface(2, "eth0", true, &["10.0.0.5/24"]),
-        iface(3, "eth1", true, &["172.16.1.9/16", "172.16.2.9/16"]),
-        iface(4, "docker0", true, &["172.17.0.1/16"]),
-        iface(5, "cali1234567890a", true, &["169.254.1.1/32"]),
-        iface(6, "vxlan.calico", true, &["192.168.7.0/32"]),
-        iface(7, "ens5", false, &["10.9.9.9/24"]),
-        iface(8, "eth2", true, &["169.254.3.3/16"]),
+        iface(1, "lo", true, &["127.0.0.1/8", "::1/128"]),
+        iface(
+            2,
+            "eth0",
+            true,
+            &["10.0.0.5/24", "fe80::5/64", "2001:db8:0:1::5/64"],
+        ),
+        iface(
+            3,
+            "eth1",
+            true,
+            &[
+                "172.16.1.9/16",
+                "172.16.2.9/16",
+                "fe80::9/64",
+                "2001:db8:0:2::9/64",
+                "fd00:2::9/64",
+            ],
+        ),
+        iface(4, "docker0", true, &["172.17.0.1/16", "fd00:17::1/64"]),
+        iface(
+            5,
+            "cali1234567890a",
+            true,
+            &["169.254.1.1/32", "fe80::ecee:eeff:feee:eeee/64"],
+        ),
+        iface(6, "vxlan.calico", true, &["192.168.7.0/32", "fd00:7::/128"]),
+        iface(7, "ens5", false, &["10.9.9.9/24", "2001:db8:9::9/64"]),
+        iface(8, "eth2", true, &["169.254.3.3/16", "fe80::3/64"]),
     ]
 }
 
 fn pick(method: &str) -> Result<Detected, DetectError> {
+    pick_family(Family::V4, method)
+}
+
+fn pick6(method: &str) -> Result<Detected, DetectError> {
+    pick_family(Family::V6, method)
+}
+
+fn pick_family(family: Family, method: &str) -> Result<Detected, DetectError> {
     let m = Method::parse(method).map_err(DetectError::Invalid)?;
-    detect(Family::V4, &m, &host(), None)
+    detect(family, &m, &host(), None)
 }
 
 fn cidr(d: Result<Detected, DetectError>) -> String {
@@ -92,6 +123,81 @@ fn can_reach_maps_the_source_address_to_its_interface() -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+#[test]
+fn ipv6_first_found_skips_link_local_loopback_excluded_and_down() {
+    // eth2 has only fe80::, ens5 is down, vxlan.calico/cali/docker0 are excluded; eth1's
+    // fe80::9 comes first but is link-local.
+    assert_eq!(cidr(pick6("first-found")), "eth1 2001:db8:0:2::9/64");
+    assert_eq!(cidr(pick6("")), "eth1 2001:db8:0:2::9/64");
+}
+
+#[test]
+fn ipv6_interface_and_skip_interface() {
+    assert_eq!(cidr(pick6("interface=eth0")), "eth0 2001:db8:0:1::5/64");
+    assert_eq!(cidr(pick6("interface=docker.*")), "docker0 fd00:17::1/64");
+    assert_eq!(
+        cidr(pick6("interface=eth0,eth1")),
+        "eth1 2001:db8:0:2::9/64"
+    );
+    assert!(cidr(pick6("interface=ens5")).contains("no usable interface"));
+    // Only link-local (eth2, cali…) or loopback (lo): nothing global.
+    for only_local in ["interface=eth2", "interface=^cali", "interface=^lo$"] {
+        assert!(
+            cidr(pick6(only_local)).contains("no global unicast IPv6 address"),
+            "{only_local}"
+        );
+    }
+    assert_eq!(
+        cidr(pick6("skip-interface=eth1")),
+        "eth0 2001:db8:0:1::5/64"
+    );
+    assert!(cidr(pick6("skip-interface=eth.*")).contains("no usable interface"));
+}
+
+#[test]
+fn ipv6_cidr_matches_only_v6_ranges() {
+    assert_eq!(cidr(pick6("cidr=2001:db8::/32")), "eth1 2001:db8:0:2::9/64");
+    assert_eq!(
+        cidr(pick6("cidr=2001:db8:0:1::/64")),
+        "eth0 2001:db8:0:1::5/64"
+    );
+    assert_eq!(cidr(pick6("cidr=fd00:2::/32")), "eth1 fd00:2::9/64");
+    // No default exclusions: the reverse walk reaches vxlan.calico's fd00:7:: first.
+    assert_eq!(cidr(pick6("cidr=fd00::/8")), "vxlan.calico fd00:7::/128");
+    // An IPv4 range never matches an IPv6 address, nor the reverse.
+    assert_eq!(
+        cidr(pick6("cidr=10.0.0.0/8")),
+        "error: IP autodetection (cidr=10.0.0.0/8): no global unicast IPv6 address on the candidate interfaces [\"eth2\", \"vxlan.calico\", \"cali1234567890a\", \"docker0\", \"eth1\", \"eth0\", \"lo\"]; set IP6=ADDRESS/PREFIX or choose another IP6_AUTODETECTION_METHOD"
+    );
+    assert!(cidr(pick("cidr=2001:db8::/32")).contains("no global unicast IPv4 address"));
+}
+
+#[test]
+fn ipv6_can_reach_maps_the_source_address_to_its_interface() -> anyhow::Result<()> {
+    let m = Method::parse("can-reach=2001:4860:4860::8888").map_err(anyhow::Error::msg)?;
+    let d = detect(Family::V6, &m, &host(), Some("2001:db8:0:1::5".parse()?))?;
+    assert_eq!(
+        (d.iface.as_str(), d.cidr.to_string()),
+        ("eth0", "2001:db8:0:1::5/64".into())
+    );
+    assert!(matches!(
+        detect(Family::V6, &m, &host(), Some("2001:db8:ffff::1".parse()?)),
+        Err(DetectError::ReachMismatch { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn reach_source_rejects_a_destination_of_the_other_family() {
+    for (family, dest) in [(Family::V4, "2001:db8::1"), (Family::V6, "192.0.2.1")] {
+        let err = reach_source(family, dest)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("not an IPv"), "{dest}: {err}");
+    }
 }
 
 #[test]

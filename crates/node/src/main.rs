@@ -153,6 +153,7 @@ async fn run() -> anyhow::Result<()> {
     status.startup_done.store(true, Ordering::Relaxed);
     tracing::info!(
         cidr = ?started.cidr,
+        cidr6 = ?started.cidr6,
         vxlan_tunnel = ?started.tunnels.vxlan,
         ipip_tunnel = ?started.tunnels.ipip,
         pod_mtu = started.pod_mtu,

@@ -80,8 +80,13 @@ fn host(uplink_mtu: u32) -> Vec<Iface> {
     };
     vec![
         i(1, "lo", 65536, &["127.0.0.1/8"]),
-        i(2, "eth0", uplink_mtu, &["172.31.5.7/20"]),
-        i(3, "docker0", 1500, &["172.17.0.1/16"]),
+        i(
+            2,
+            "eth0",
+            uplink_mtu,
+            &["172.31.5.7/20", "fe80::7/64", "2600:1f18::7/64"],
+        ),
+        i(3, "docker0", 1500, &["172.17.0.1/16", "fd00:17::1/64"]),
     ]
 }
 
@@ -123,6 +128,89 @@ async fn registers_the_node_and_creates_the_default_pool() -> Result<()> {
     assert!(n.spec.ipv4_vxlan_tunnel_addr.is_empty());
     assert_eq!(env.state("mtu")?, "1500");
     assert_eq!(env.state("nodename")?, "node-1");
+    Ok(())
+}
+
+/// The Node's `(bgp.ipv4Address, bgp.ipv6Address)` and its CalicoNodeIP addresses.
+async fn node_addresses(env: &Env) -> Result<((String, String), Vec<String>)> {
+    let n = node(&env.store(), "node-1").await?;
+    let bgp = n.spec.bgp.context("spec.bgp")?;
+    let calico: Vec<String> = n
+        .spec
+        .addresses
+        .into_iter()
+        .filter(|a| a.address_type == "CalicoNodeIP")
+        .map(|a| a.address)
+        .collect();
+    Ok(((bgp.ipv4_address, bgp.ipv6_address), calico))
+}
+
+#[tokio::test]
+async fn ip6_autodetect_records_bgp_ipv6_address_and_unset_keeps_it() -> Result<()> {
+    let env = Env::new().await?;
+    let v4 = "172.31.5.7/20".to_string();
+    // IP6 unset and nothing stored: no IPv6 (upstream's default), although eth0 has one.
+    let s = env.start(&[], 1500).await?;
+    assert_eq!(s.cidr6, None);
+    assert_eq!(
+        node_addresses(&env).await?,
+        ((v4.clone(), String::new()), vec![v4.clone()])
+    );
+
+    // autodetect (first-found): eth0's global address, not its fe80:: nor docker0's.
+    let s = env.start(&[("IP6", "autodetect")], 1500).await?;
+    let v6 = "2600:1f18::7/64".to_string();
+    assert_eq!(s.cidr6.map(|c| c.to_string()), Some(v6.clone()));
+    assert_eq!(s.uplink.as_deref(), Some("eth0"));
+    assert_eq!(
+        node_addresses(&env).await?,
+        ((v4.clone(), v6.clone()), vec![v4.clone(), v6.clone()])
+    );
+
+    // Unset or none afterwards: the stored address stays.
+    let s = env.start(&[], 1500).await?;
+    assert_eq!(s.cidr6.map(|c| c.to_string()), Some(v6.clone()));
+    env.start(&[("IP6", "none")], 1500).await?;
+    assert_eq!(node_addresses(&env).await?.0, (v4.clone(), v6));
+
+    // Another method, then a fixed value: each replaces the IPv6 entries only.
+    env.start(
+        &[
+            ("IP6", "autodetect"),
+            ("IP6_AUTODETECTION_METHOD", "interface=docker0"),
+        ],
+        1500,
+    )
+    .await?;
+    let docker = "fd00:17::1/64".to_string();
+    assert_eq!(
+        node_addresses(&env).await?,
+        ((v4.clone(), docker.clone()), vec![v4.clone(), docker])
+    );
+    env.start(&[("IP6", "2001:db8::9/120")], 1500).await?;
+    let fixed = "2001:db8::9/120".to_string();
+    assert_eq!(
+        node_addresses(&env).await?,
+        ((v4.clone(), fixed.clone()), vec![v4, fixed])
+    );
+
+    // IP6=autodetect on a host without a global IPv6 address fails and names IP6.
+    let err = env
+        .start(
+            &[
+                ("IP6", "autodetect"),
+                ("IP6_AUTODETECTION_METHOD", "interface=^lo$"),
+            ],
+            1500,
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("no global unicast IPv6") && err.contains("IP6="),
+        "{err}"
+    );
     Ok(())
 }
 
