@@ -201,23 +201,36 @@ pub fn datastore_config(req: &Request) -> Result<DatastoreConfig, CniError> {
     }
 }
 
-/// Connect to the datastore (bounded: an unreachable store is an error, not a hang).
+/// Connect to the datastore (bounded: an unreachable store is an error, not a hang). The
+/// embedded store runs on this (the process's only) thread: a CNI call is one request, and a
+/// blocking-pool thread plus a cross-thread wake-up per operation cost more CPU than the
+/// SQLite work itself; a lock held by another process is bounded by the store's busy timeout.
 pub async fn connect(req: &Request) -> Result<Arc<dyn Datastore>, CniError> {
     let cfg = datastore_config(req)?;
+    if let DatastoreConfig::Embedded(c) = &cfg {
+        return match calico_datastore::embedded::EmbeddedDatastore::open_inline(c) {
+            Ok(ds) => Ok(Arc::new(ds)),
+            Err(e) => Err(unreachable_store(e)),
+        };
+    }
     let fut = calico_datastore::connect(&cfg);
     match tokio::time::timeout(std::time::Duration::from_secs(20), fut).await {
         Ok(Ok(ds)) => Ok(ds),
-        Ok(Err(e)) => Err(CniError::new(
-            ErrorCode::TryAgainLater,
-            "cannot reach the Calico datastore",
-            format!("{e}; check datastore_type / etcd_endpoints in the network configuration"),
-        )),
+        Ok(Err(e)) => Err(unreachable_store(e)),
         Err(_) => Err(CniError::new(
             ErrorCode::TryAgainLater,
             "cannot reach the Calico datastore",
             "no answer within 20 s; check datastore_type / etcd_endpoints",
         )),
     }
+}
+
+fn unreachable_store(e: calico_datastore::Error) -> CniError {
+    CniError::new(
+        ErrorCode::TryAgainLater,
+        "cannot reach the Calico datastore",
+        format!("{e}; check datastore_type / etcd_endpoints in the network configuration"),
+    )
 }
 
 /// A datastore failure after connecting.

@@ -61,6 +61,31 @@ async fn data_survives_reopening() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn inline_handle_shares_the_file_with_a_pooled_one() -> anyhow::Result<()> {
+    // `open_inline` (one-request processes) runs SQLite on the caller's thread: same data,
+    // same revisions, same CAS checks as a pooled handle on the same file.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("a.db");
+    let pooled = open(&path)?;
+    let inline: Arc<dyn Datastore> = Arc::new(EmbeddedDatastore::open_inline(&EmbeddedConfig {
+        path: path.clone(),
+    })?);
+    let rev = pooled.create("/k", b"v".to_vec(), None).await?;
+    let kv = inline.get("/k").await?;
+    anyhow::ensure!(kv.map(|kv| (kv.value, kv.mod_revision)) == Some((b"v".to_vec(), rev)));
+    let next = inline.update("/k", b"w".to_vec(), rev).await?;
+    anyhow::ensure!(next == rev + 1, "inline update got revision {next}");
+    anyhow::ensure!(
+        inline.update("/k", b"x".to_vec(), rev).await.is_err(),
+        "a stale revision must not update"
+    );
+    let kv = pooled.get("/k").await?;
+    anyhow::ensure!(kv.map(|kv| kv.value) == Some(b"w".to_vec()));
+    anyhow::ensure!(inline.revision().await? == next);
+    Ok(())
+}
+
 #[tokio::test]
 async fn another_handle_enforces_lease_expiry() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

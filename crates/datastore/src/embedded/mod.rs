@@ -7,7 +7,9 @@
 //! ```
 //!
 //! `store` owns the SQL (schema, CAS writes, leases, compaction); `watch` owns event delivery.
-//! SQLite work never runs on a tokio worker. Revisions come from the log's AUTOINCREMENT id, so
+//! SQLite work never runs on a tokio worker, except in a handle opened with `open_inline` (a
+//! one-request process such as a CNI plugin, where starting a blocking-pool thread and waking
+//! across threads for each operation cost more than the operation). Revisions come from the log's AUTOINCREMENT id, so
 //! they are strictly increasing across every process sharing the file.
 
 mod sql;
@@ -39,6 +41,8 @@ struct Inner {
     label: String,
     pool: Mutex<Vec<Store>>,
     poller: Mutex<Option<mpsc::Sender<Registration>>>,
+    /// Operations run on the calling thread (see `open_inline`).
+    inline: bool,
 }
 
 impl Inner {
@@ -62,6 +66,18 @@ impl Inner {
 impl EmbeddedDatastore {
     /// Opens (creating when missing) the store file and its directory.
     pub fn open(config: &EmbeddedConfig) -> Result<Self> {
+        Self::open_with(config, false)
+    }
+
+    /// `open` for a process that serves one request and then exits (a CNI plugin): every
+    /// operation runs on the calling thread, blocking it while SQLite works or waits for
+    /// another process's lock (bounded by the busy timeout), instead of on tokio's blocking
+    /// pool. Only for a runtime with nothing else to run meanwhile.
+    pub fn open_inline(config: &EmbeddedConfig) -> Result<Self> {
+        Self::open_with(config, true)
+    }
+
+    fn open_with(config: &EmbeddedConfig, inline: bool) -> Result<Self> {
         let label = format!("embedded datastore {}", config.path.display());
         let first = Store::open(&config.path, &label, true)?;
         Ok(EmbeddedDatastore {
@@ -70,6 +86,7 @@ impl EmbeddedDatastore {
                 label,
                 pool: Mutex::new(vec![first]),
                 poller: Mutex::new(None),
+                inline,
             }),
         })
     }
@@ -83,21 +100,25 @@ impl EmbeddedDatastore {
             .map_err(|e| Error::Backend(format!("opening embedded datastore {label}: {e}")))?
     }
 
-    /// Runs `f` on a pooled connection on tokio's blocking pool.
+    /// Runs `f` on a pooled connection on tokio's blocking pool (inline: on this thread).
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
+        let work = move || {
             let mut store = inner.take()?;
             let out = f(&mut store);
             inner.give_back(store);
             out
-        })
-        .await
-        .map_err(|e| Error::Backend(format!("{}: worker task failed: {e}", self.inner.label)))?
+        };
+        if self.inner.inline {
+            return work();
+        }
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::Backend(format!("{}: worker task failed: {e}", self.inner.label)))?
     }
 
     /// Hands `reg` to the poller thread, starting it when needed (or again if it stopped).
