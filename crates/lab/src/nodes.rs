@@ -31,17 +31,7 @@ pub struct Removed {
 
 pub fn del(root: &Root, lab: &str, node: &str) -> Result<Removed> {
     let mut st = load(root, lab)?;
-    let member = st
-        .nodes()
-        .find(|m| m.name == node)
-        .cloned()
-        .ok_or_else(|| {
-            let known: Vec<&str> = st.nodes().map(|m| m.name.as_str()).collect();
-            anyhow!(
-                "lab {lab} has no node {node:?} (nodes: {})",
-                known.join(", ")
-            )
-        })?;
+    let member = st.node(node)?.clone();
     let mut removed = Removed::default();
 
     let pods: Vec<_> = st.pods.iter().filter(|p| p.node == node).cloned().collect();
@@ -106,11 +96,7 @@ pub enum StopWith {
 /// dataplane it programmed stays in place meanwhile. Returns (old pid, new pid).
 pub fn restart(root: &Root, lab: &str, node: &str, how: StopWith) -> Result<(i32, i32)> {
     let mut st = load(root, lab)?;
-    let netns = st
-        .nodes()
-        .find(|m| m.name == node)
-        .map(|m| m.netns.clone())
-        .ok_or_else(|| anyhow!("lab {lab} has no node {node:?}"))?;
+    let netns = st.node(node)?.netns.clone();
     let name = format!("calico-node {node}");
     let idx = st
         .processes

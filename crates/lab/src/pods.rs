@@ -229,17 +229,7 @@ pub fn add(
         names::check_object_name(v).map_err(|e| anyhow!("pod {field}: {e}"))?;
     }
     let mut st = load(root, lab)?;
-    let member = st
-        .nodes()
-        .find(|m| m.name == node)
-        .cloned()
-        .ok_or_else(|| {
-            let known: Vec<&str> = st.nodes().map(|m| m.name.as_str()).collect();
-            anyhow!(
-                "lab {lab} has no node {node:?} (nodes: {})",
-                known.join(", ")
-            )
-        })?;
+    let member = st.node(node)?.clone();
     if let Some(p) = st.pod(namespace, pod) {
         bail!(
             "pod {namespace}/{pod} already exists on node {}; `calico-lab pod del {lab} {pod} --namespace {namespace}` first",

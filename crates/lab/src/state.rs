@@ -114,6 +114,18 @@ impl State {
         self.members.iter().filter(|m| m.role == "node")
     }
 
+    /// The node NAME of this lab, or an error listing the nodes it has.
+    pub fn node(&self, name: &str) -> anyhow::Result<&Member> {
+        self.nodes().find(|m| m.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.nodes().map(|m| m.name.as_str()).collect();
+            anyhow::anyhow!(
+                "lab {} has no node {name:?} (nodes: {})",
+                self.lab,
+                known.join(", ")
+            )
+        })
+    }
+
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)
     }

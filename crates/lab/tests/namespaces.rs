@@ -65,9 +65,7 @@ fn up_check_and_down_of_a_four_node_two_subnet_lab() {
     assert!(ns.iter().all(|n| n.contains(&lab.name)), "{ns:?}");
 
     // Inside a node: eth1 with its address, default route via the gateway, forwarding on.
-    let addr = lab.ok(&[
-        "exec", "worker3", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth1",
-    ]);
+    let addr = lab.addr4("worker3", "eth1");
     assert!(addr.contains("10.10.20.10/24"), "{addr}");
     let link = lab.ok(&[
         "exec", "worker3", "--", "ip", "-o", "link", "show", "dev", "eth1",
@@ -89,18 +87,7 @@ fn up_check_and_down_of_a_four_node_two_subnet_lab() {
         "/proc/sys/net/ipv4/ip_forward",
     ]);
     assert_eq!(fwd.trim(), "1");
-    let eth2 = lab.ok(&[
-        "exec",
-        "control-plane",
-        "--",
-        "ip",
-        "-4",
-        "-o",
-        "addr",
-        "show",
-        "dev",
-        "eth2",
-    ]);
+    let eth2 = lab.addr4("control-plane", "eth2");
     assert!(eth2.contains("10.10.20.50/24"), "extra interface: {eth2}");
     // exec passes the command's exit code through.
     let o = lab.run(&["exec", "worker", "--", "sh", "-c", "exit 7"]);

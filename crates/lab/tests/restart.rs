@@ -89,18 +89,7 @@ fn sigkill_and_restart_of_calico_node_keeps_an_established_flow_and_the_routes()
     let src = lab.names.pod_netns("default", "pod-w1");
     let dst = lab.names.pod_netns("default", "pod-w3");
     let dst_ip = lab
-        .ok(&[
-            "exec",
-            "default/pod-w3",
-            "--",
-            "ip",
-            "-4",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            "eth0",
-        ])
+        .addr4("default/pod-w3", "eth0")
         .split_whitespace()
         .skip_while(|w| *w != "inet")
         .nth(1)

@@ -97,9 +97,7 @@ fn assert_all_pods_reach(out: &str, pods: usize) {
 fn assert_pod_wiring(lab: &Lab, pod: &str, mtu: u32) {
     let link = lab.link(pod, "eth0");
     assert!(link.contains(&format!(" mtu {mtu} ")), "{pod}: {link}");
-    let addr = lab.ok(&[
-        "exec", pod, "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0",
-    ]);
+    let addr = lab.addr4(pod, "eth0");
     assert!(addr.contains("/32 "), "{pod}: {addr}");
     let routes = lab.ok(&["exec", pod, "--", "ip", "route", "show"]);
     assert!(
@@ -139,18 +137,7 @@ fn seed000(prefix: &str, example: &str) {
     for (node, _, _) in SEED000 {
         let link = lab.link(node, "vxlan.calico");
         assert!(link.contains(" mtu 1450 "), "{node}: {link}");
-        let a = lab.ok(&[
-            "exec",
-            node,
-            "--",
-            "ip",
-            "-4",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            "vxlan.calico",
-        ]);
+        let a = lab.addr4(node, "vxlan.calico");
         assert!(
             a.contains(&format!("{}/32", net(&blocks[*node]))),
             "{node}: {a}"
@@ -246,18 +233,7 @@ fn seed002_pool_switch_from_never_to_always_converges_without_a_restart() {
     // Remote blocks now via each owner's VTEP (allocated after the pods: not the block's
     // first address, as in the seed), the device with the uplink MTU minus 50.
     let vtep = |node: &str| -> String {
-        let a = lab.ok(&[
-            "exec",
-            node,
-            "--",
-            "ip",
-            "-4",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            "vxlan.calico",
-        ]);
+        let a = lab.addr4(node, "vxlan.calico");
         a.split_whitespace()
             .skip_while(|w| *w != "inet")
             .nth(1)

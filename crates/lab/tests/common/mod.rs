@@ -197,6 +197,13 @@ impl Lab {
         v
     }
 
+    /// `ip -4 -o addr show dev IF` inside a node or pod (NAMESPACE/POD).
+    pub fn addr4(&self, target: &str, ifname: &str) -> String {
+        self.ok(&[
+            "exec", target, "--", "ip", "-4", "-o", "addr", "show", "dev", ifname,
+        ])
+    }
+
     /// `ip -o link show dev IF` inside a node or pod (NAMESPACE/POD).
     pub fn link(&self, target: &str, ifname: &str) -> String {
         self.ok(&[
