@@ -14,6 +14,8 @@
 //! device keeps the kernel's link-local one), neighbour and FDB entries, the
 //! tunnel address on the kernel's `tunl0` (`ipip`), and the `calico-nat` nftables table.
 //! `sysctls` holds the kernel parameters upstream sets (host forwarding, workload interfaces).
+//! The `nft -f -` child of a natOutgoing change runs on a scoped thread while the route batch
+//! goes out (a process start costs about as much as 5,000 routes in one batch).
 //! The first call (and every `resync`) lists the kernel, so stale objects of an earlier run are
 //! removed too. Deletes can be held back until the calculation graph is in sync
 //! ([`Reconciler::hold_deletes`]). The caller drives time: it calls `resync` on its own interval
@@ -76,7 +78,8 @@ pub enum ReconcileError {
 pub struct Dataplane<'a> {
     pub rtnl: &'a mut dyn Rtnl,
     pub sysctl: &'a mut dyn Sysctl,
-    pub nft: &'a mut dyn Nft,
+    /// `Send`: the nft pass runs on a scoped thread beside the route batch.
+    pub nft: &'a mut (dyn Nft + Send),
 }
 
 /// What one reconciliation did. Object failures are kept here (they name the object) and
@@ -272,8 +275,60 @@ impl Reconciler {
             vxlan::sync_fdb(dp.rtnl, index, &fdb, deletes, &mut report).map_err(read("fdb"))?;
         }
 
+        // 3.–5. Routes (one batch), device removal and natOutgoing. The nft table touches
+        // nothing else, so its `nft -f -` child runs on a scoped thread (which inherits this
+        // thread's network namespace) while the route batch goes out; its outcome is merged
+        // last, where the nat step always stood. An unchanged table on an incremental pass
+        // runs no process, so no thread then (nor when one cannot be started).
+        let mut nat_applied = self.nat_applied.take();
+        let nat_work = full || nat_applied.as_ref() != Some(&desired.nat);
+        let (failed, beside) = std::thread::scope(|s| {
+            let nft = &mut *dp.nft;
+            let applied = &mut nat_applied;
+            let nat = nat_work.then(|| {
+                std::thread::Builder::new()
+                    .name("felix-nft".into())
+                    .spawn_scoped(s, move || {
+                        let mut r = Report::default();
+                        nat::sync(nft, &desired.nat, applied, full, &mut r);
+                        r
+                    })
+                    .ok()
+            });
+            let failed = self.routes_and_removal(dp.rtnl, desired, &mut view, deletes, &mut report);
+            match nat.flatten().map(|h| h.join()) {
+                None => (failed, None),
+                Some(Ok(r)) => (failed, Some(r)),
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+            }
+        });
+        let nat_report = beside.unwrap_or_else(|| {
+            let mut r = Report::default();
+            nat::sync(dp.nft, &desired.nat, &mut nat_applied, full, &mut r);
+            r
+        });
+        self.nat_applied = nat_applied;
+        report.nat_applied = nat_report.nat_applied;
+        report.errors.extend(nat_report.errors);
+
+        // A failed object leaves the view uncertain: read the kernel again next time.
+        if !failed && report.errors.is_empty() {
+            self.view = Some(view);
+        }
+        Ok(report)
+    }
+
+    /// Steps 3 and 4 of `reconcile`; returns whether an object failed.
+    fn routes_and_removal(
+        &mut self,
+        rtnl: &mut dyn Rtnl,
+        desired: &DesiredState,
+        view: &mut KernelView,
+        deletes: bool,
+        report: &mut Report,
+    ) -> bool {
         // 3. Routes, one batch.
-        let mut failed = self.route_phase(dp, desired, &mut view, deletes, &mut report);
+        let mut failed = self.route_phase(rtnl, desired, view, deletes, report);
 
         // 4. A device goes after the routes through it.
         for v6 in [false, true] {
@@ -288,7 +343,7 @@ impl Reconciler {
             let Some(link) = view.vxlan_slot(v6).take() else {
                 continue;
             };
-            match dp.rtnl.delete_link(&link.link.name) {
+            match rtnl.delete_link(&link.link.name) {
                 Ok(()) => {
                     report.device_deleted = true;
                     view.routes.forget_oif(link.link.index);
@@ -301,21 +356,7 @@ impl Reconciler {
                 }
             }
         }
-
-        // 5. natOutgoing.
-        nat::sync(
-            dp.nft,
-            &desired.nat,
-            &mut self.nat_applied,
-            full,
-            &mut report,
-        );
-
-        // A failed object leaves the view uncertain: read the kernel again next time.
-        if !failed && report.errors.is_empty() {
-            self.view = Some(view);
-        }
-        Ok(report)
+        failed
     }
 
     fn device_phase(
@@ -376,7 +417,7 @@ impl Reconciler {
     /// Returns whether a batch element failed.
     fn route_phase(
         &mut self,
-        dp: &mut Dataplane<'_>,
+        rtnl: &mut dyn Rtnl,
         desired: &DesiredState,
         view: &mut KernelView,
         deletes: bool,
@@ -387,7 +428,7 @@ impl Reconciler {
         for (dst, r) in &desired.routes {
             let oif = match routes::device_of(r) {
                 None => None,
-                Some(name) => match resolve(dp.rtnl, &mut view.links, name) {
+                Some(name) => match resolve(rtnl, &mut view.links, name) {
                     Some(i) => Some(i),
                     None => {
                         report.pending.push(*dst);
@@ -403,7 +444,7 @@ impl Reconciler {
         if diff.changes.is_empty() {
             return false;
         }
-        let failures = match dp.rtnl.apply_routes(&diff.changes) {
+        let failures = match rtnl.apply_routes(&diff.changes) {
             Ok(f) => f,
             Err(e) => {
                 report.errors.push(e);
