@@ -3,7 +3,7 @@
 //! - (b) `throughput`: pod→pod TCP inside a subnet and over VXLAN vs node→node (iperf3);
 //! - (c) `footprint`: calico-node RSS and idle CPU with 100 pods;
 //! - (a) `convergence`: WorkloadEndpoint on node A → route in node B's kernel, 1 and 100 pods,
-//!   against the datastore's raw cross-process watch latency.
+//!   with /26 blocks and with /32 (one block per pod), against the datastore's raw cross-process watch latency.
 //!
 //! They run in that order (the 100 pods of (c) are the background of (a)).
 //! `cargo build --release -p calico-lab -p calico-cni && cargo bench -p calico-node --bench
@@ -92,9 +92,11 @@ fn main() -> Result<()> {
         let t = rt.block_on(convergence::run(&lab, a.singles, a.bursts))?;
         let _ = writeln!(
             out,
-            "#### (a) Convergence: WorkloadEndpoint on node A → route in node B's kernel\n\n{}",
-            t.markdown()
+            "#### (a) Convergence: WorkloadEndpoint on node A → route in node B's kernel\n"
         );
+        for t in t {
+            let _ = writeln!(out, "{}", t.markdown());
+        }
     }
     drop(lab);
     print!("{out}");
