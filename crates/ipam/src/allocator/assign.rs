@@ -156,7 +156,7 @@ impl Ipam {
         let host = args.hostname.as_str();
         // A host without a last-used IPv4 block needs its affinities: read them together with
         // the (possibly cached) pools, configuration and Node.
-        let list_v4 = args.num_v4 > 0 && self.last_block(host, false).is_none();
+        let list_v4 = args.num_v4 > 0 && !self.has_last_block(host, false);
         let affine_v4 = async {
             if list_v4 {
                 self.affine_blocks(host, false).await.map(Some)
@@ -277,7 +277,8 @@ impl Ipam {
         let reserved = |ip: IpAddr| req.reservations.contains(ip);
         // Fast path: the block this process last allocated from for the host, as written.
         let hint = self.last_block(host, v6);
-        if let Some(b) = hint.clone() {
+        let hint_cidr = hint.as_ref().map(|b| b.value.cidr);
+        if let Some(b) = hint {
             let cidr = b.value.cidr;
             if b.value.affinity.as_deref() == Some(mine.as_str())
                 && req.pools.iter().any(|p| p.cidr.contains(&cidr))
@@ -304,8 +305,8 @@ impl Ipam {
         self.release_unselected(host, &others, &req.shared.pools, &node.labels)
             .await;
         let mut affine: VecDeque<(IpNet, Versioned<AffinityValue>)> = usable.into_iter().collect();
-        if let Some(hint) = hint
-            && let Some(i) = affine.iter().position(|(b, _)| *b == hint.value.cidr)
+        if let Some(hint) = hint_cidr
+            && let Some(i) = affine.iter().position(|(b, _)| *b == hint)
         {
             affine.rotate_left(i);
         }

@@ -179,6 +179,11 @@ impl Ipam {
             .cloned()
     }
 
+    /// Whether `last_block` has a block for (host, family), without copying it.
+    pub(crate) fn has_last_block(&self, host: &str, v6: bool) -> bool {
+        lock(&self.cache.last_block).contains_key(&(host.to_string(), v6))
+    }
+
     pub(crate) fn set_last_block(&self, host: &str, v6: bool, block: Versioned<AllocationBlock>) {
         lock(&self.cache.last_block).insert((host.to_string(), v6), block);
     }

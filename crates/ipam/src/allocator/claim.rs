@@ -3,14 +3,15 @@
 //! a crash interrupted; choosing a block to claim, including the reclaim of another node's block
 //! that has stayed empty for the minimum age.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
+use calico_datastore::{KeyValue, keys};
 use ipnet::IpNet;
 
 use super::assign::{Request, host_affinity, owner_of};
-use super::store::Versioned;
+use super::store::{Versioned, parse_block};
 use super::{EMPTY_BLOCK_MIN_RECLAIM_AGE, Ipam, IpamError, Result};
 use crate::block::AllocationBlock;
 use crate::clock::{format_rfc3339, parse_rfc3339};
@@ -153,11 +154,15 @@ impl Ipam {
         req: &Request<'_>,
         v6: bool,
     ) -> Result<Option<IpNet>> {
-        let existing: BTreeMap<IpNet, Versioned<AllocationBlock>> = self
-            .list_blocks(Some(v6))
+        // Keyed by datastore key; a block's value is parsed only when the walk reaches it (one
+        // claim used to parse every block of the family, ~9 KiB of JSON each when full).
+        let existing: HashMap<String, KeyValue> = self
+            .ds
+            .list(&keys::block_prefix(v6))
             .await?
+            .kvs
             .into_iter()
-            .map(|b| (b.value.cidr, b))
+            .map(|kv| (kv.key.clone(), kv))
             .collect();
         let reserved = |ip: IpAddr| req.reservations.contains(ip);
         let mine = host_affinity(req.host);
@@ -168,9 +173,10 @@ impl Ipam {
                 if req.reservations.covers(&subnet) {
                     continue;
                 }
-                let Some(b) = existing.get(&subnet) else {
+                let Some(kv) = existing.get(&keys::block_key(&subnet.to_string())) else {
                     return Ok(Some(subnet));
                 };
+                let b = parse_block(kv)?;
                 let free = b.value.assignable_count(reserved);
                 if b.value.affinity.as_deref() == Some(mine.as_str()) && free > 0 {
                     return Ok(Some(subnet));

@@ -4,7 +4,7 @@
 
 use calico_api::resources::ippool::IPPool;
 use calico_api::{Kind, Resource};
-use calico_datastore::{Check, Error, Op, Revision, keys};
+use calico_datastore::{Check, Error, KeyValue, Op, Revision, keys};
 use ipnet::IpNet;
 
 use super::{Ipam, IpamError, Result};
@@ -24,6 +24,15 @@ fn corrupt(key: &str, reason: impl ToString) -> IpamError {
         key: key.to_string(),
         reason: reason.to_string(),
     }
+}
+
+/// A listed block, parsed; a corrupt value is an error naming its key.
+pub(crate) fn parse_block(kv: &KeyValue) -> Result<Versioned<AllocationBlock>> {
+    let value = AllocationBlock::from_json(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
+    Ok(Versioned {
+        value,
+        rev: kv.mod_revision,
+    })
 }
 
 /// Whether an error means "someone else wrote first": re-read and retry.
@@ -85,12 +94,7 @@ impl Ipam {
         let mut out = Vec::new();
         for prefix in prefixes {
             for kv in self.ds.list(&prefix).await?.kvs {
-                let value =
-                    AllocationBlock::from_json(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
-                out.push(Versioned {
-                    value,
-                    rev: kv.mod_revision,
-                });
+                out.push(parse_block(&kv)?);
             }
         }
         Ok(out)
