@@ -136,9 +136,20 @@ pub fn dispatch(
 /// Stdin larger than this is refused (a network configuration is a few KiB).
 pub const MAX_STDIN: u64 = 16 << 20;
 
+/// A plugin binary's whole `main`: `run_io` on the process's stdin, stdout and environment,
+/// then exit with its code.
+pub fn run_process(plugin: &mut dyn Plugin) -> ! {
+    let code = run_io(
+        std::io::stdin(),
+        std::io::stdout(),
+        |k| std::env::var(k).ok(),
+        plugin,
+    );
+    std::process::exit(code)
+}
+
 /// The whole life of a plugin binary minus `exit`: read stdin (bounded), dispatch, write the
-/// one JSON document to `stdout`, return the exit code. `main` is then
-/// `std::process::exit(run_io(io::stdin(), io::stdout(), |k| std::env::var(k).ok(), &mut p))`.
+/// one JSON document to `stdout`, return the exit code (`run_process` is that for a binary).
 pub fn run_io(
     stdin: impl std::io::Read,
     mut stdout: impl std::io::Write,

@@ -388,8 +388,8 @@ impl Reconciler {
             },
         };
         let spec = vxlan::spec(want, parent)?;
-        let old_index = view.vxlan_slot(v6).as_ref().map(|l| l.link.index);
         let actual = view.vxlan_slot(v6).take();
+        let old_index = actual.as_ref().map(|l| l.link.index);
         let (link, created) = match vxlan::ensure_device(dp.rtnl, &spec, actual, report) {
             Ok(x) => x,
             Err(e) => {
