@@ -47,13 +47,10 @@ struct Sample {
 
 impl Sample {
     fn pct(&self, p: f64) -> f64 {
-        let mut v = self.lat.clone();
-        v.sort();
-        if v.is_empty() {
+        if self.lat.is_empty() {
             return f64::NAN;
         }
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v[i.min(v.len() - 1)].as_secs_f64() * 1000.0
+        calico_datastore::testutil::percentile(&self.lat, p).as_secs_f64() * 1000.0
     }
 
     fn push(&mut self, r: Result<Duration, String>) {

@@ -143,13 +143,7 @@ struct Sample {
 
 impl Sample {
     fn pct(&self, p: f64) -> Duration {
-        let mut v = self.lat.clone();
-        v.sort();
-        if v.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v[i.min(v.len() - 1)]
+        calico_datastore::testutil::percentile(&self.lat, p)
     }
     fn rate(&self) -> f64 {
         self.lat.len() as f64 / self.wall.as_secs_f64().max(1e-9)

@@ -565,6 +565,18 @@ pub fn generate_certs(dir: &Path) -> HResult<TlsFiles> {
     })
 }
 
+/// The `p` quantile (0..=1) of `lat` by rounding the rank, as the benchmarks report it
+/// (zero when empty).
+pub fn percentile(lat: &[Duration], p: f64) -> Duration {
+    let mut v = lat.to_vec();
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
