@@ -27,6 +27,16 @@ fn node() -> ((TestNetns, TestNetns), Netlink, u32) {
     ((ns, peer), nl, eth1)
 }
 
+/// Creates `vxlan.calico` on `parent` and returns its index.
+fn vxlan_calico(nl: &mut Netlink, parent: u32) -> u32 {
+    nl.create_vxlan(&spec(parent)).expect("create");
+    nl.vxlan_by_name("vxlan.calico")
+        .expect("get")
+        .expect("vxlan")
+        .link
+        .index
+}
+
 fn spec(parent: u32) -> VxlanSpec {
     VxlanSpec {
         name: "vxlan.calico".into(),
@@ -119,13 +129,7 @@ fn vxlan_device_is_created_as_ip_shows_it_and_reads_back() {
 #[test]
 fn neighbours_and_fdb_entries_match_ip_neigh_and_bridge_fdb() {
     let ((ns, _peer), mut nl, eth1) = node();
-    nl.create_vxlan(&spec(eth1)).expect("create");
-    let vx = nl
-        .vxlan_by_name("vxlan.calico")
-        .expect("get")
-        .expect("vxlan")
-        .link
-        .index;
+    let vx = vxlan_calico(&mut nl, eth1);
     let mac = parse_mac("66:00:00:00:00:03").expect("mac");
     let neigh = Neighbour::permanent(vx, ip("10.65.3.0"), mac);
     nl.add_neighbour(&neigh).expect("add neighbour");
@@ -182,13 +186,7 @@ fn neighbours_and_fdb_entries_match_ip_neigh_and_bridge_fdb() {
 #[test]
 fn routes_filter_by_protocol_and_onlink_via_vxlan() {
     let ((ns, _peer), mut nl, eth1) = node();
-    nl.create_vxlan(&spec(eth1)).expect("create");
-    let vx = nl
-        .vxlan_by_name("vxlan.calico")
-        .expect("get")
-        .expect("vxlan")
-        .link
-        .index;
+    let vx = vxlan_calico(&mut nl, eth1);
     nl.add_address(&Address::new(vx, "10.65.0.0/32".parse().expect("net")))
         .expect("tunnel address");
     let via = Route::via("10.65.3.0/26".parse().expect("net"), ip("10.65.3.0"), vx).with_onlink();
