@@ -245,13 +245,7 @@ async fn show_configure_check_release() {
         out.stdout
     );
 
-    let out = ctl.run(&["ipam", "check"]);
-    out.ok();
-    assert!(
-        out.stdout.ends_with("Check complete; found 0 problems.\n"),
-        "{}",
-        out.stdout
-    );
+    ctl.ipam_check_clean();
     let report = calico_ipam::check(ds.as_ref()).await.unwrap_or_default();
     assert!(report.is_clean() && report.in_use() == 0, "{report:?}");
 }
@@ -390,17 +384,9 @@ async fn concurrent_allocations_show_exact_totals_and_check_clean(
         "some node borrowed: {}",
         borrowed.stdout
     );
-    let check = ctl.run(&["ipam", "check"]);
-    check.ok();
+    let check = ctl.ipam_check_clean();
     assert!(
         check.stdout.contains("Found 240 workload IPs.\n"),
-        "{}",
-        check.stdout
-    );
-    assert!(
-        check
-            .stdout
-            .ends_with("Check complete; found 0 problems.\n"),
         "{}",
         check.stdout
     );
@@ -477,13 +463,5 @@ async fn delete_node_releases_its_ipam() {
         "{}",
         out.stdout
     );
-    let check = ctl.run(&["ipam", "check"]);
-    check.ok();
-    assert!(
-        check
-            .stdout
-            .ends_with("Check complete; found 0 problems.\n"),
-        "{}",
-        check.stdout
-    );
+    ctl.ipam_check_clean();
 }

@@ -87,6 +87,18 @@ impl Ctl {
         p
     }
 
+    /// `calicoctl ipam check` succeeds and reports no problem; returns its run for more checks.
+    pub fn ipam_check_clean(&self) -> Run {
+        let out = self.run(&["ipam", "check"]);
+        out.ok();
+        assert!(
+            out.stdout.ends_with("Check complete; found 0 problems.\n"),
+            "{}",
+            out.stdout
+        );
+        out
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_stdin(args, None)
     }
