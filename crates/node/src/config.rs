@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use calico_api::resources::{AsNumber, EncapMode};
 use calico_datastore::DatastoreConfig;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
 use crate::autodetect::{Family, Method, family_vars};
+use crate::pools::DefaultPools;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -20,6 +21,12 @@ pub enum ConfigError {
         var: &'static str,
         value: String,
         reason: String,
+    },
+    /// A default pool that IPPool's validation refuses; `problems` names the variables.
+    #[error("default pool {pool}: {problems}")]
+    Pool {
+        pool: &'static str,
+        problems: String,
     },
     #[error("cannot determine the node name: set NODENAME ({0})")]
     NoNodeName(String),
@@ -61,12 +68,10 @@ pub struct NodeConfig {
     pub method6: Method,
     pub as_number: Option<AsNumber>,
     pub backend: Backend,
-    pub no_default_pools: bool,
-    pub pool_cidr: Ipv4Net,
-    pub pool_block_size: Option<u8>,
-    pub pool_vxlan: EncapMode,
-    pub pool_ipip: EncapMode,
-    pub pool_nat_outgoing: bool,
+    /// `NO_DEFAULT_POOLS` and `CALICO_IPV4POOL_*` / `CALICO_IPV6POOL_*`.
+    pub pools: DefaultPools,
+    /// `FELIX_IPV6SUPPORT` (default true): false means no default IPv6 pool.
+    pub ipv6_support: bool,
     pub state_dir: PathBuf,
     /// `FELIX_MTUIFACEPATTERN`: uplinks whose smallest MTU is the host MTU. Unset: the
     /// interface carrying the node address (else upstream's default pattern).
@@ -87,10 +92,10 @@ pub struct NodeConfig {
 /// Upstream Felix's default `MTUIfacePattern`.
 pub const DEFAULT_MTU_IFACE_PATTERN: &str = "^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)";
 
-fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" | "" => Ok(false),
+        "true" | "t" | "1" | "yes" | "y" | "on" => Ok(true),
+        "false" | "f" | "0" | "no" | "n" | "off" | "" => Ok(false),
         _ => Err(ConfigError::Invalid {
             var,
             value: v.into(),
@@ -99,7 +104,7 @@ fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_encap(var: &'static str, v: &str) -> Result<EncapMode, ConfigError> {
+pub(crate) fn parse_encap(var: &'static str, v: &str) -> Result<EncapMode, ConfigError> {
     // Upstream accepts the modes case-insensitively and treats "off" as Never.
     match v.trim().to_ascii_lowercase().as_str() {
         "" | "never" | "off" => Ok(EncapMode::Never),
@@ -244,25 +249,6 @@ impl NodeConfig {
                 });
             }
         };
-        let cidr_text = get("CALICO_IPV4POOL_CIDR").unwrap_or("192.168.0.0/16");
-        let pool_cidr: Ipv4Net = cidr_text.parse().map_err(|_| ConfigError::Invalid {
-            var: "CALICO_IPV4POOL_CIDR",
-            value: cidr_text.into(),
-            reason: "expected an IPv4 CIDR like 192.168.0.0/16".into(),
-        })?;
-        let pool_block_size = match get("CALICO_IPV4POOL_BLOCK_SIZE") {
-            None => None,
-            Some(s) => Some(
-                s.parse::<u8>()
-                    .ok()
-                    .filter(|b| (20..=32).contains(b))
-                    .ok_or_else(|| ConfigError::Invalid {
-                        var: "CALICO_IPV4POOL_BLOCK_SIZE",
-                        value: s.into(),
-                        reason: "IPv4 block sizes are 20-32".into(),
-                    })?,
-            ),
-        };
         let state_dir = PathBuf::from(get("CALICO_STATE_DIR").unwrap_or("/var/lib/calico"));
         Ok(NodeConfig {
             nodename,
@@ -272,23 +258,10 @@ impl NodeConfig {
             method6,
             as_number,
             backend,
-            no_default_pools: parse_bool(
-                "NO_DEFAULT_POOLS",
-                get("NO_DEFAULT_POOLS").unwrap_or(""),
-            )?,
-            pool_cidr,
-            pool_block_size,
-            pool_vxlan: parse_encap(
-                "CALICO_IPV4POOL_VXLAN",
-                get("CALICO_IPV4POOL_VXLAN").unwrap_or(""),
-            )?,
-            pool_ipip: parse_encap(
-                "CALICO_IPV4POOL_IPIP",
-                get("CALICO_IPV4POOL_IPIP").unwrap_or(""),
-            )?,
-            pool_nat_outgoing: parse_bool(
-                "CALICO_IPV4POOL_NAT_OUTGOING",
-                get("CALICO_IPV4POOL_NAT_OUTGOING").unwrap_or("true"),
+            pools: DefaultPools::from_vars(get)?,
+            ipv6_support: parse_bool(
+                "FELIX_IPV6SUPPORT",
+                get("FELIX_IPV6SUPPORT").unwrap_or("true"),
             )?,
             state_dir,
             mtu_iface_pattern: get("FELIX_MTUIFACEPATTERN").map(String::from),
@@ -337,6 +310,7 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pools::PoolCidr;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -355,9 +329,22 @@ mod tests {
             (&c.ip6, &c.method6),
             (&IpSetting::Unset, &Method::FirstFound)
         );
-        assert_eq!(c.pool_cidr.to_string(), "192.168.0.0/16");
-        assert!(c.pool_nat_outgoing);
-        assert!(!c.no_default_pools);
+        let v4 = c
+            .pools
+            .v4
+            .as_ref()
+            .map(|p| (p.cidr, p.block_size, p.nat_outgoing));
+        assert_eq!(
+            v4,
+            Some((PoolCidr::Given("192.168.0.0/16".parse()?), 26, true))
+        );
+        let v6 = c
+            .pools
+            .v6
+            .as_ref()
+            .map(|p| (p.cidr, p.block_size, p.nat_outgoing));
+        assert_eq!(v6, Some((PoolCidr::RandomUla, 122, false)));
+        assert!(c.ipv6_support);
         assert_eq!(c.backend, Backend::Bird);
         assert_eq!((c.health_host.as_str(), c.health_port), ("localhost", 9099));
         assert_eq!(c.metrics_port, 9091);
@@ -376,8 +363,6 @@ mod tests {
                 ("IP6", "2001:db8::5/64"),
                 ("IP6_AUTODETECTION_METHOD", "cidr=2001:db8::/32"),
                 ("AS", "64513"),
-                ("CALICO_IPV4POOL_VXLAN", "crosssubnet"),
-                ("CALICO_IPV4POOL_BLOCK_SIZE", "26"),
                 ("NO_DEFAULT_POOLS", "true"),
                 ("FELIX_HEALTHPORT", "19099"),
                 ("CALICO_NETWORKING_BACKEND", "vxlan"),
@@ -411,9 +396,7 @@ mod tests {
             assert_eq!(parse_ip(Family::V6, v)?, want, "{v}");
         }
         assert_eq!(c.as_number, Some(AsNumber(64513)));
-        assert_eq!(c.pool_vxlan, EncapMode::CrossSubnet);
-        assert_eq!(c.pool_block_size, Some(26));
-        assert!(c.no_default_pools);
+        assert_eq!(c.pools, DefaultPools { v4: None, v6: None });
         assert_eq!(c.health_port, 19099);
         assert_eq!(c.backend, Backend::Vxlan);
         assert_eq!(c.route_refresh_interval, Some(Duration::from_millis(2500)));

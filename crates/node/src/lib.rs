@@ -1,7 +1,7 @@
 //! calico-node: the per-host agent's startup, health/metrics and main loop.
 //!
 //! ```text
-//!  env ─▶ config::NodeConfig ─▶ startup::run (autodetect ─▶ Node ─▶ default pool ─▶ tunnel
+//!  env ─▶ config::NodeConfig ─▶ startup::run (autodetect ─▶ Node ─▶ default pools ─▶ tunnel
 //!         addresses ─▶ MTU + nodename files) ─▶ agent::Agent (syncer ─▶ SyncConsumer seam,
 //!         pool changes ─▶ tunnel addresses / MTU) ◀─▶ health (:9099) + metrics (:9091)
 //!                                     └─▶ felix::FelixConsumer ─▶ dataplane thread (calc graph
@@ -16,5 +16,6 @@ pub mod autodetect;
 pub mod config;
 pub mod felix;
 pub mod health;
+pub mod pools;
 pub mod startup;
 pub mod tunnels;

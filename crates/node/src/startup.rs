@@ -1,12 +1,12 @@
 //! Startup, in upstream's order: choose the node address, register/update the Node, create the
-//! default IPv4 pool, assign tunnel addresses, then write the files the CNI plugin reads (MTU,
+//! default IPv4 and IPv6 pools (`pools`), assign tunnel addresses, then write the files the CNI plugin reads (MTU,
 //! nodename) into the state directory.
 //!
 //! ```text
 //!  NodeConfig + [Iface] (+ can-reach source) ──choose_address(V4, V6)──▶ CIDRs, uplink
 //!     ──modify_node (CAS loop)──▶ Node{bgp.ipv4Address, bgp.ipv6Address,
 //!                                      addresses[CalicoNodeIP], asNumber}
-//!     ──ensure_default_pool──▶ tunnels::reconcile ──▶ host MTU − overhead ──▶ <state>/mtu
+//!     ──pools::ensure_default_pools──▶ tunnels::reconcile ──▶ host MTU − overhead ──▶ <state>/mtu
 //! ```
 //!
 //! Everything here takes the host's interfaces as data, so the same code runs against the real
@@ -24,10 +24,10 @@ use regex::Regex;
 
 use crate::autodetect::{self, DetectError, Family, Iface};
 use crate::config::{DEFAULT_MTU_IFACE_PATTERN, IpSetting, NodeConfig};
+use crate::pools;
 use crate::tunnels::{self, TunnelState};
 
-/// Name of the pool calico-node creates.
-pub const DEFAULT_IPV4_POOL: &str = "default-ipv4-ippool";
+pub use crate::pools::{DEFAULT_IPV4_POOL, DEFAULT_IPV6_POOL};
 /// Overheads of the encapsulations (IPv4).
 pub const VXLAN_OVERHEAD: u32 = 50;
 pub const IPIP_OVERHEAD: u32 = 20;
@@ -63,10 +63,10 @@ pub enum StartupError {
     #[error("the datastore syncer stopped unexpectedly; restart calico-node")]
     SyncerStopped,
     #[error(
-        "default pool: CALICO_IPV4POOL_IPIP and CALICO_IPV4POOL_VXLAN are both enabled; enable \
-         at most one"
+        "reading /dev/urandom for the default IPv6 pool's random ULA prefix: {0}; set \
+         CALICO_IPV6POOL_CIDR instead"
     )]
-    BothEncaps,
+    Ula(std::io::Error),
 }
 
 /// What startup established.
@@ -213,35 +213,6 @@ fn is_v4(a: &str) -> bool {
     host.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
-/// Creates `default-ipv4-ippool` unless `NO_DEFAULT_POOLS` or any pool exists. Returns whether
-/// it created one (losing a race with another node's creation counts as not created).
-pub async fn ensure_default_pool(
-    store: &ResourceStore,
-    cfg: &NodeConfig,
-) -> Result<bool, StartupError> {
-    if cfg.no_default_pools || !store.list(Kind::IPPool, None).await?.is_empty() {
-        return Ok(false);
-    }
-    if cfg.pool_vxlan.enabled() && cfg.pool_ipip.enabled() {
-        return Err(StartupError::BothEncaps);
-    }
-    let mut pool = IPPool::new(DEFAULT_IPV4_POOL);
-    pool.spec.cidr = cfg.pool_cidr.trunc().to_string();
-    pool.spec.block_size = cfg.pool_block_size;
-    pool.spec.vxlan_mode = Some(cfg.pool_vxlan);
-    pool.spec.ipip_mode = Some(cfg.pool_ipip);
-    pool.spec.nat_outgoing = Some(cfg.pool_nat_outgoing);
-    pool.spec.node_selector = Some("all()".into());
-    match store.create(Resource::IPPool(pool)).await {
-        Ok(_) => {
-            tracing::info!(cidr = %cfg.pool_cidr, "created default IPv4 pool {DEFAULT_IPV4_POOL}");
-            Ok(true)
-        }
-        Err(StoreError::AlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
 pub async fn list_pools(store: &ResourceStore) -> Result<Vec<IPPool>, StartupError> {
     Ok(store
         .list(Kind::IPPool, None)
@@ -359,7 +330,13 @@ pub async fn run(
         record_address(n, cfg, cidr, cidr6)
     })
     .await?;
-    ensure_default_pool(store, cfg).await?;
+    pools::ensure_default_pools(
+        store,
+        &cfg.pools,
+        pools::ipv6_supported(cfg.ipv6_support),
+        pools::random_ula_id,
+    )
+    .await?;
     let pools = list_pools(store).await?;
     let tunnels = tunnels::reconcile(store, ipam, &cfg.nodename, &pools).await?;
     let host_mtu = host_mtu(cfg, ifaces, uplink.as_deref());

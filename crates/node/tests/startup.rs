@@ -102,7 +102,7 @@ async fn pools(store: &ResourceStore) -> Result<Vec<IPPool>> {
 }
 
 #[tokio::test]
-async fn registers_the_node_and_creates_the_default_pool() -> Result<()> {
+async fn registers_the_node_and_creates_the_default_pools() -> Result<()> {
     let env = Env::new().await?;
     let s = env.start(&[], 1500).await?;
     assert_eq!(
@@ -116,15 +116,26 @@ async fn registers_the_node_and_creates_the_default_pool() -> Result<()> {
     assert_eq!(n.spec.addresses.len(), 1);
     assert_eq!(n.spec.addresses[0].address, "172.31.5.7/20");
     assert_eq!(n.spec.addresses[0].address_type, "CalicoNodeIP");
-    // Default pool: upstream's name and defaults; no encapsulation, so no tunnel address.
+    // Default pools: upstream's names and defaults; no encapsulation, so no tunnel address.
     let p = pools(&env.store()).await?;
-    assert_eq!(p.len(), 1);
-    assert_eq!(p[0].metadata.name, "default-ipv4-ippool");
+    let names: Vec<&str> = p.iter().map(|p| p.metadata.name.as_str()).collect();
+    assert_eq!(names, ["default-ipv4-ippool", "default-ipv6-ippool"]);
     assert_eq!(p[0].spec.cidr, "192.168.0.0/16");
     assert_eq!(p[0].spec.block_size, Some(26));
     assert_eq!(p[0].spec.nat_outgoing, Some(true));
     assert_eq!(p[0].spec.node_selector.as_deref(), Some("all()"));
     assert_eq!(p[0].spec.vxlan(), EncapMode::Never);
+    // IPv6 (made although IP6 is unset, as upstream): a random ULA /48, /122 blocks, no NAT.
+    let ula = p[1].spec.network().context("v6 cidr")?;
+    assert!(ula.prefix_len() == 48 && "fd00::/8".parse::<ipnet::IpNet>()?.contains(&ula));
+    assert_eq!(p[1].spec.block_size, Some(122));
+    assert_eq!(p[1].spec.nat_outgoing, Some(false));
+    assert_eq!(
+        (p[1].spec.ipip(), p[1].spec.vxlan()),
+        (EncapMode::Never, EncapMode::Never)
+    );
+    assert_eq!(p[1].spec.node_selector.as_deref(), Some("all()"));
+    assert_eq!(p[1].spec.disable_bgp_export, Some(false));
     assert!(n.spec.ipv4_vxlan_tunnel_addr.is_empty());
     assert_eq!(env.state("mtu")?, "1500");
     assert_eq!(env.state("nodename")?, "node-1");
@@ -214,23 +225,75 @@ async fn ip6_autodetect_records_bgp_ipv6_address_and_unset_keeps_it() -> Result<
     Ok(())
 }
 
+async fn pool_names(env: &Env) -> Result<Vec<String>> {
+    Ok(pools(&env.store())
+        .await?
+        .into_iter()
+        .map(|p| p.metadata.name)
+        .collect())
+}
+
+/// Upstream's rule per family: a default is made only when no pool of its family exists, its
+/// CIDR is not `none`, and (IPv6) FELIX_IPV6SUPPORT is not false.
 #[tokio::test]
-async fn no_default_pool_when_disabled_or_when_a_pool_exists() -> Result<()> {
+async fn default_pools_per_family_rules() -> Result<()> {
     let env = Env::new().await?;
     env.start(&[("NO_DEFAULT_POOLS", "true")], 1500).await?;
     assert!(pools(&env.store()).await?.is_empty());
 
+    for (extra, want) in [
+        (
+            &[("FELIX_IPV6SUPPORT", "false")][..],
+            &["default-ipv4-ippool"][..],
+        ),
+        (
+            &[("CALICO_IPV6POOL_CIDR", "none")],
+            &["default-ipv4-ippool"],
+        ),
+        (
+            &[("CALICO_IPV4POOL_CIDR", "none")],
+            &["default-ipv6-ippool"],
+        ),
+    ] {
+        let env = Env::new().await?;
+        env.start(extra, 1500).await?;
+        assert_eq!(pool_names(&env).await?, want, "{extra:?}");
+    }
+
+    // A pool of one family does not stop the other family's default.
+    for (mine, cidr, default) in [
+        ("mine4", "10.244.0.0/16", "default-ipv6-ippool"),
+        ("mine6", "fd10::/64", "default-ipv4-ippool"),
+    ] {
+        let env = Env::new().await?;
+        let mut p = IPPool::new(mine);
+        p.spec.cidr = cidr.into();
+        env.store().create(Resource::IPPool(p)).await?;
+        env.start(&[], 1500).await?;
+        let mut want = vec![default.to_string(), mine.to_string()];
+        want.sort();
+        assert_eq!(pool_names(&env).await?, want);
+    }
+
+    // The environment's values, and a second start changes nothing.
     let env = Env::new().await?;
-    let mut mine = IPPool::new("mine");
-    mine.spec.cidr = "10.244.0.0/16".into();
-    env.store().create(Resource::IPPool(mine)).await?;
+    let extra = [
+        ("CALICO_IPV6POOL_CIDR", "fd77::/56"),
+        ("CALICO_IPV6POOL_BLOCK_SIZE", "120"),
+        ("CALICO_IPV6POOL_NAT_OUTGOING", "true"),
+        ("CALICO_IPV6POOL_NODE_SELECTOR", "has(v6)"),
+        ("CALICO_IPV6POOL_DISABLE_BGP_EXPORT", "true"),
+    ];
+    env.start(&extra, 1500).await?;
+    let before = pools(&env.store()).await?;
+    let v6 = before.get(1).context("no IPv6 pool")?;
+    assert_eq!(v6.spec.cidr, "fd77::/56");
+    assert_eq!(v6.spec.block_size, Some(120));
+    assert_eq!(v6.spec.nat_outgoing, Some(true));
+    assert_eq!(v6.spec.node_selector.as_deref(), Some("has(v6)"));
+    assert_eq!(v6.spec.disable_bgp_export, Some(true));
     env.start(&[], 1500).await?;
-    let names: Vec<String> = pools(&env.store())
-        .await?
-        .into_iter()
-        .map(|p| p.metadata.name)
-        .collect();
-    assert_eq!(names, vec!["mine".to_string()]);
+    assert_eq!(pools(&env.store()).await?, before);
     Ok(())
 }
 
@@ -385,14 +448,19 @@ async fn updating_an_existing_node_keeps_its_other_fields() -> Result<()> {
 #[tokio::test]
 async fn ipv6_vxlan_pool_gets_a_v6_tunnel_address_and_mac_then_releases_it() -> Result<()> {
     let env = Env::new().await?;
-    env.start(&[("CALICO_IPV4POOL_VXLAN", "Always")], 1500)
+    // The IPv6 default pool with VXLAN, from the environment.
+    let s = env
+        .start(
+            &[
+                ("CALICO_IPV4POOL_VXLAN", "Always"),
+                ("CALICO_IPV6POOL_CIDR", "fd5a:5a5a::/48"),
+                ("CALICO_IPV6POOL_VXLAN", "Always"),
+            ],
+            1500,
+        )
         .await?;
+    assert_eq!(s.pod_mtu, 1430);
     let store = env.store();
-    let mut v6 = IPPool::new("default-ipv6-ippool");
-    v6.spec.cidr = "fd5a:5a5a::/48".into();
-    v6.spec.block_size = Some(122);
-    v6.spec.vxlan_mode = Some(EncapMode::Always);
-    store.create(Resource::IPPool(v6)).await?;
     let all = pools(&store).await?;
     assert_eq!(
         startup::pod_mtu(1500, &all),
