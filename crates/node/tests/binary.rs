@@ -18,20 +18,6 @@ use calico_datastore::resources::ResourceStore;
 use calico_node::startup;
 use common::{NodeProc, eventually, get};
 
-/// A namespace with `lo` and an uplink `eth0` (a veth whose peer stays in the namespace).
-fn node_ns(addr: &str, mtu: u32) -> TestNetns {
-    let ns = TestNetns::new();
-    ns.ip(&["link", "set", "lo", "up"]);
-    let mtu = mtu.to_string();
-    ns.ip(&[
-        "link", "add", "eth0", "mtu", &mtu, "type", "veth", "peer", "name", "veth-up", "mtu", &mtu,
-    ]);
-    ns.ip(&["addr", "add", addr, "dev", "eth0"]);
-    ns.ip(&["link", "set", "veth-up", "up"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
-    ns
-}
-
 async fn open_store(dir: &Path) -> Result<(Arc<dyn Datastore>, ResourceStore)> {
     common::open_store(&dir.join("datastore.db")).await
 }
@@ -46,7 +32,7 @@ fn state(dir: &Path, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_vxlan_runtime_switch_and_sigterm() -> Result<()> {
-    let ns = node_ns("10.77.0.2/24", 1500);
+    let ns = common::uplink_ns(&["10.77.0.2/24"], 1500);
     let dir = tempfile::tempdir()?;
     let (_ds, store) = open_store(dir.path()).await?;
 
@@ -171,7 +157,7 @@ async fn readiness_vxlan_runtime_switch_and_sigterm() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jumbo_uplink_gives_8950_and_sigint_exits_cleanly() -> Result<()> {
-    let ns = node_ns("10.78.0.2/24", 9000);
+    let ns = common::uplink_ns(&["10.78.0.2/24"], 9000);
     let dir = tempfile::tempdir()?;
     let mut proc = NodeProc::spawn(
         &ns,

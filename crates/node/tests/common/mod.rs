@@ -203,6 +203,27 @@ pub async fn set_vxlan_mode(store: &ResourceStore, name: &str, mode: EncapMode) 
     Ok(())
 }
 
+/// A one-node namespace with `lo` and an uplink `eth0` (a veth whose peer stays in the
+/// namespace) carrying `addrs` (IPv6 ones added `nodad`, so none stays tentative).
+pub fn uplink_ns(addrs: &[&str], mtu: u32) -> TestNetns {
+    let ns = TestNetns::new();
+    ns.ip(&["link", "set", "lo", "up"]);
+    let mtu = mtu.to_string();
+    ns.ip(&[
+        "link", "add", "eth0", "mtu", &mtu, "type", "veth", "peer", "name", "veth-up", "mtu", &mtu,
+    ]);
+    for addr in addrs {
+        if addr.contains(':') {
+            ns.ip(&["-6", "addr", "add", addr, "dev", "eth0", "nodad"]);
+        } else {
+            ns.ip(&["addr", "add", addr, "dev", "eth0"]);
+        }
+    }
+    ns.ip(&["link", "set", "veth-up", "up"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    ns
+}
+
 /// The switch: a namespace with bridge `br0` holding the gateways (`10.x.y.1/24`), forwarding.
 pub fn switch(gateways: &[&str]) -> TestNetns {
     let sw = TestNetns::new();
