@@ -259,6 +259,7 @@ impl PoolSettings {
             x if x == v.ipip => format!("{x}={:?}", self.ipip),
             x => format!("{x}={:?}", self.node_selector.as_deref().unwrap_or("all()")),
         };
+        // Only these fields come from the environment; nothing else is set on the pool.
         let problems: Vec<String> = errs
             .0
             .iter()
@@ -268,7 +269,8 @@ impl PoolSettings {
                     "spec.blockSize" => &[v.cidr, v.block_size],
                     "spec.ipipMode" => &[v.ipip],
                     "spec.vxlanMode" => &[v.ipip, v.vxlan],
-                    _ => &[v.node_selector],
+                    "spec.nodeSelector" => &[v.node_selector],
+                    _ => &[],
                 };
                 let names: Vec<String> = behind.iter().map(|var| shown(var)).collect();
                 format!("{} ({}): {}", names.join(", "), e.field, e.message)
