@@ -17,6 +17,7 @@
 use crate::args::{self, Target};
 use crate::client;
 use crate::input::{self, InputError};
+use crate::node_delete::Ended;
 use calico_api::{Kind, Resource};
 use calico_datastore::Revision;
 use calico_datastore::resources::{self, ResourceStore, StoreError};
@@ -348,10 +349,10 @@ async fn delete(o: &Opts) -> Outcome {
     for t in targets {
         match client::bounded(store.get(t.kind, t.namespace.as_deref(), &t.name)).await {
             Ok(current) => match check_revision(&t, &current) {
-                Ok(()) => todo.push(Some(t)),
+                Ok(()) => todo.push((t, true)),
                 Err(e) => res.res_errs.push(client::store_error(&e)),
             },
-            Err(StoreError::NotFound { .. }) if o.skip_not_exists => todo.push(None),
+            Err(StoreError::NotFound { .. }) if o.skip_not_exists => todo.push((t, false)),
             Err(e @ StoreError::NotFound { .. }) => res.res_errs.push(client::store_error(&e)),
             Err(e) => {
                 res.err = Some(client::store_error(&e));
@@ -362,17 +363,31 @@ async fn delete(o: &Opts) -> Outcome {
     if !res.res_errs.is_empty() {
         return report(Action::Delete, &res);
     }
-    for t in todo {
-        let Some(t) = t else {
+    for (t, present) in todo {
+        let expected = t.revision.as_deref().and_then(|v| v.parse().ok());
+        if t.kind == Kind::Node {
+            // As upstream, a missing Node's resources are still cleaned up (`--skip-not-exists`).
+            match crate::node_delete::delete_node(&store, &t.name, expected).await {
+                Ended::Deleted => res.num_handled += 1,
+                Ended::NodeMissing if o.skip_not_exists => res.num_handled += 1,
+                Ended::NodeMissing => {
+                    res.res_errs
+                        .push(client::store_error(&StoreError::NotFound {
+                            kind: Kind::Node,
+                            name: t.name.clone(),
+                        }))
+                }
+                Ended::Refused(e) => res.res_errs.push(e),
+                Ended::Failed(e) => {
+                    res.err = Some(e);
+                    break;
+                }
+            }
+            continue;
+        }
+        if !present {
             res.num_handled += 1;
             continue;
-        };
-        let expected = t.revision.as_deref().and_then(|v| v.parse().ok());
-        if t.kind == Kind::Node
-            && let Err(e) = crate::node_delete::release_node(&store, &t.name).await
-        {
-            res.err = Some(e);
-            break;
         }
         match client::bounded(store.delete(t.kind, t.namespace.as_deref(), &t.name, expected)).await
         {

@@ -1,43 +1,37 @@
-//! What `delete node` does besides deleting the Node, as upstream's node deletion does: the
-//! node's addresses (its WorkloadEndpoints' and tunnels') and block affinities leave IPAM
-//! (`Ipam::release_host`: empty blocks deleted, busy ones lose their affinity), and its
-//! WorkloadEndpoints are deleted, so `calicoctl ipam check` stays clean afterwards.
+//! `delete node` in calicoctl's words. The deletion itself is `Ipam::delete_node` (shared with
+//! `calico-lab node del`): upstream's node deletion, which releases the node's addresses and
+//! block affinities and deletes its WorkloadEndpoints, BGPPeers (`spec.node`), `node.<name>`
+//! FelixConfiguration and BGPConfiguration and HostEndpoints before the Node itself, so an
+//! interrupted deletion is finished by running `calicoctl delete node` again.
 
-use calico_api::{Kind, Resource};
+use calico_datastore::Revision;
 use calico_datastore::resources::{ResourceStore, StoreError};
-use calico_ipam::Ipam;
+use calico_ipam::{Ipam, IpamError};
 
-/// Releases `node` from IPAM and deletes its WorkloadEndpoints. Call before deleting the Node
-/// (its tunnel addresses are read from it).
-pub async fn release_node(store: &ResourceStore, node: &str) -> Result<(), String> {
-    let ipam = Ipam::new(store.datastore().clone());
-    ipam.release_host(node)
+/// How one node deletion ended, sorted the way `delete` reports results.
+pub enum Ended {
+    /// The Node and what belongs to it are gone.
+    Deleted,
+    /// Its resources were cleaned up, but there was no Node to delete.
+    NodeMissing,
+    /// A per-resource failure (the Node changed since it was read): reported, others go on.
+    Refused(String),
+    /// Anything else stops the command.
+    Failed(String),
+}
+
+pub async fn delete_node(store: &ResourceStore, node: &str, expected: Option<Revision>) -> Ended {
+    match Ipam::new(store.datastore().clone())
+        .delete_node(node, expected)
         .await
-        .map_err(|e| format!("releasing the IPAM data of node {node}: {e}"))?;
-    let weps = store
-        .list(Kind::WorkloadEndpoint, None)
-        .await
-        .map_err(|e| format!("listing the WorkloadEndpoints of node {node}: {e}"))?;
-    for r in weps {
-        let Resource::WorkloadEndpoint(w) = r else {
-            continue;
-        };
-        if w.spec.node != node {
-            continue;
-        }
-        let ns = w.metadata.namespace.as_deref();
-        match store
-            .delete(Kind::WorkloadEndpoint, ns, &w.metadata.name, None)
-            .await
-        {
-            Ok(_) | Err(StoreError::NotFound { .. }) => {}
-            Err(e) => {
-                return Err(format!(
-                    "deleting WorkloadEndpoint {} of node {node}: {e}",
-                    w.metadata.name
-                ));
+    {
+        Ok(d) if d.node.is_some() => Ended::Deleted,
+        Ok(_) => Ended::NodeMissing,
+        Err(e) => match &e.error {
+            IpamError::Store(s @ StoreError::Conflict { .. }) => {
+                Ended::Refused(crate::client::store_error(s))
             }
-        }
+            _ => Ended::Failed(e.to_string()),
+        },
     }
-    Ok(())
 }

@@ -6,18 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use calico_datastore::config::EmbeddedConfig;
-use calico_datastore::{Datastore, DatastoreConfig, keys};
+use calico_datastore::{Datastore, keys};
 use calico_ipam::{AutoAssignArgs, Ipam};
 use common::{Ctl, pool};
-
-async fn store(ctl: &Ctl) -> Arc<dyn Datastore> {
-    let path = ctl.dir.path().join("datastore.db");
-    match calico_datastore::connect(&DatastoreConfig::Embedded(EmbeddedConfig { path })).await {
-        Ok(ds) => ds,
-        Err(e) => panic!("cannot open the test's store: {e}"),
-    }
-}
 
 fn node(name: &str) -> String {
     format!("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\n")
@@ -46,7 +37,7 @@ async fn show_configure_check_release() {
         let f = ctl.file(&format!("{n}.yaml"), &node(n));
         ctl.apply(&f).ok();
     }
-    let ds = store(&ctl).await;
+    let ds = ctl.datastore().await;
     let ipam = Ipam::new(ds.clone());
     assign(&ipam, "node-a", "ha", 6).await;
     assign(&ipam, "node-b", "hb", 1).await;
@@ -270,7 +261,7 @@ async fn split_needs_a_lock_and_replaces_the_pool() {
         refused.stderr
     );
 
-    let ds = store(&ctl).await;
+    let ds = ctl.datastore().await;
     let mut ci = calico_api::resources::cluster::ClusterInformation::new("default");
     ci.spec.datastore_ready = Some(false);
     let rs = calico_datastore::resources::ResourceStore::new(ds.clone());
@@ -395,7 +386,7 @@ async fn concurrent_allocations_show_exact_totals_and_check_clean(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_allocations_embedded() {
     let ctl = Ctl::embedded();
-    let ds = store(&ctl).await;
+    let ds = ctl.datastore().await;
     concurrent_allocations_show_exact_totals_and_check_clean(&ctl, ds).await;
 }
 
@@ -406,10 +397,7 @@ async fn concurrent_allocations_etcd() {
         Err(e) => panic!("etcd is needed for this test (apt package etcd-server): {e}"),
     };
     let ctl = Ctl::etcd(&etcd.endpoint());
-    let ds = match calico_datastore::connect(&DatastoreConfig::Etcd(etcd.config())).await {
-        Ok(ds) => ds,
-        Err(e) => panic!("cannot reach the test etcd: {e}"),
-    };
+    let ds = ctl.datastore().await;
     concurrent_allocations_show_exact_totals_and_check_clean(&ctl, ds).await;
 }
 
@@ -425,7 +413,7 @@ async fn delete_node_releases_its_ipam() {
         let f = ctl.file(&format!("{n}.yaml"), &node(n));
         ctl.apply(&f).ok();
     }
-    let ds = store(&ctl).await;
+    let ds = ctl.datastore().await;
     let ipam = Ipam::new(ds.clone());
     let rs = calico_datastore::resources::ResourceStore::new(ds.clone());
     for (i, n) in ["node-y", "node-x", "node-x"].into_iter().enumerate() {

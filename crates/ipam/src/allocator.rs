@@ -21,6 +21,7 @@ mod batch;
 mod cache;
 mod claim;
 mod host;
+mod node;
 mod release;
 mod store;
 
@@ -40,6 +41,7 @@ use crate::pools::PoolError;
 
 pub use cache::CACHE_TTL;
 pub use host::HostRelease;
+pub use node::{NodeDeleteError, NodeDeletion, node_config_name};
 pub use release::ReleaseResult;
 
 /// How often a compare-and-swap is retried before giving up (upstream's `datastoreRetries`).

@@ -24,7 +24,7 @@ pub mod usage;
 
 pub use allocator::{
     AssignIpArgs, Assignments, Attrs, AutoAssignArgs, CACHE_TTL, HostRelease, Ipam, IpamError,
-    ReleaseResult,
+    NodeDeleteError, NodeDeletion, ReleaseResult, node_config_name,
 };
 pub use block::{AllocationAttribute, AllocationBlock, BlockError, ReleaseOutcome, ReleaseRequest};
 pub use check::{Problem, ProblemKind, Report, check, repair, repair_problems};

@@ -5,16 +5,16 @@
 //! up after a deleted Kubernetes node, so the other nodes' Felix removes its routes.
 //!
 //! ```text
-//! its pods: CNI DEL + namespace ─▶ its calico-node stopped ─▶ IPAM (`Ipam::release_host`):
-//! tunnel addresses released, every block affinity of the host released (empty blocks deleted) ─▶ Node
-//! resource deleted ─▶ its namespace (and with it its switch port) deleted ─▶ state updated
+//! its pods: CNI DEL + namespace ─▶ its calico-node stopped ─▶ `Ipam::delete_node` (upstream's
+//! node deletion, as kube-controllers runs it in etcd mode): addresses released, WEPs deleted,
+//! every block affinity released (empty blocks deleted), its BGPPeers, node.<name> Felix/BGP
+//! configurations and HostEndpoints deleted, the Node last ─▶ its namespace (and with it its
+//! switch port) deleted ─▶ state updated
 //! ```
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use calico_api::Kind;
-use calico_datastore::resources::{ResourceStore, StoreError};
 use calico_ipam::Ipam;
 
 use crate::lab::load;
@@ -59,19 +59,11 @@ pub fn del(root: &Root, lab: &str, node: &str) -> Result<Removed> {
 
     let host = node.to_string();
     removed.blocks = crate::datastore::with_store(&st, |ds| async move {
-        let freed = Ipam::new(ds.clone())
-            .release_host(&host)
+        let done = Ipam::new(ds)
+            .delete_node(&host, None)
             .await
-            .with_context(|| format!("releasing {host}'s addresses and blocks in IPAM"))?;
-        let blocks: Vec<String> = freed.blocks.iter().map(ToString::to_string).collect();
-        match ResourceStore::new(ds)
-            .delete(Kind::Node, None, &host, None)
-            .await
-        {
-            Ok(_) | Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(anyhow!("deleting Node {host}: {e}")),
-        }
-        Ok(blocks)
+            .with_context(|| format!("deleting node {host} from the datastore"))?;
+        Ok(done.ipam.blocks.iter().map(ToString::to_string).collect())
     })?;
 
     if sys::list_netns()?.contains(&member.netns) {

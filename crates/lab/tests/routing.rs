@@ -277,6 +277,45 @@ fn held(lab: &Lab, ip: std::net::Ipv4Addr) -> Option<String> {
     .expect("read IPAM")
 }
 
+/// Per-node resources of n3 (which `node del` removes) and a global peer (which stays).
+const N3_OWN: &str = "apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: n3-own}
+spec: {node: n3, peerIP: 10.20.0.1, asNumber: 64513}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: global}
+spec: {peerIP: 10.20.0.1, asNumber: 64513}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: node.n3}
+spec: {logSeverityScreen: Debug}
+---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: node.n3}
+spec: {logSeverityScreen: Debug}
+";
+
+/// `<plural>/<name>` of every resource in the lab's datastore.
+fn resource_names(lab: &Lab) -> Vec<String> {
+    let st = calico_lab::state::Root(lab.state_dir())
+        .load(&lab.name)
+        .expect("state file")
+        .expect("lab is up");
+    let prefix = "/calico/resources/v3/projectcalico.org/";
+    calico_lab::datastore::with_store(&st, |ds| async move {
+        let kvs = ds.list(prefix).await?.kvs;
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| kv.key.strip_prefix(prefix).map(str::to_string))
+            .collect())
+    })
+    .expect("list the lab's resources")
+}
+
 const THREE_JUMBO: &str = "
 subnets:
   - {name: jumbo, cidr: 10.20.0.0/24, gateway: 10.20.0.1, mtu: 9000}
@@ -360,8 +399,20 @@ fn jumbo_uplink_gives_pods_8950_pods_come_and_go_a_mute_pod_fails_check_a_delete
     ]);
     assert_all_pods_reach(&lab.ok(&["check"]), 3);
 
+    // n3's own BGPPeer and node.n3 configurations go with it (upstream's node deletion, shared
+    // with `calicoctl delete node`); a global peer stays.
+    let own = lab.dir.path().join("n3-own.yaml");
+    std::fs::write(&own, N3_OWN).expect("write n3-own.yaml");
+    lab.ok(&["apply", &lab.name, "-f", own.to_str().expect("utf-8")]);
     let out = lab.ok(&["node", "del", &lab.name, "n3"]);
     assert!(out.contains("n3"), "{out}");
+    let names = resource_names(&lab);
+    assert!(names.iter().any(|n| n == "bgppeers/global"), "{names:?}");
+    let n3 = ["n3-own", "node.n3", "/n3", "n3-k8s-"];
+    assert!(
+        !names.iter().any(|n| n3.iter().any(|p| n.contains(p))),
+        "{names:?}"
+    );
     let rest = &nodes[..2];
     let mut left = blocks.clone();
     left.remove("n3");

@@ -2,9 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one run printed.
@@ -75,6 +77,19 @@ impl Ctl {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.into(), value.into()));
         self
+    }
+
+    /// The datastore this calicoctl uses, opened by the test itself (same environment).
+    pub async fn datastore(&self) -> Arc<dyn calico_datastore::Datastore> {
+        let vars: HashMap<String, String> = self.env.iter().cloned().collect();
+        let cfg = match calico_datastore::DatastoreConfig::resolve(None, &vars) {
+            Ok(c) => c,
+            Err(e) => panic!("the test's datastore environment {vars:?}: {e}"),
+        };
+        match calico_datastore::connect(&cfg).await {
+            Ok(ds) => ds,
+            Err(e) => panic!("cannot open the test's store: {e}"),
+        }
     }
 
     /// Writes `text` to a file in the test's dir and returns its path.

@@ -1,9 +1,11 @@
 //! A node's place in IPAM as a whole: removing a node (upstream's node deletion: its workloads'
-//! and tunnels' addresses, then `RemoveIPAMHost`), and upstream's `ensureConsistentAffinity`,
-//! which gives up an emptied block whose pool no longer selects its node.
+//! and tunnels' addresses, then `RemoveIPAMHost`; `node` runs these steps as part of deleting
+//! the Node), and upstream's `ensureConsistentAffinity`, which gives up an emptied block whose
+//! pool no longer selects its node.
 
 use std::net::IpAddr;
 
+use calico_api::resources::endpoint::WorkloadEndpoint;
 use calico_api::{Kind, Resource};
 use calico_datastore::keys;
 use calico_datastore::resources::StoreError;
@@ -29,16 +31,43 @@ impl Ipam {
     /// VXLAN, WireGuard addresses in the Node, when it still exists), then releases every block
     /// affinity of the node — empty blocks are deleted, blocks still holding addresses lose their
     /// affinity so any node may use them — and removes what is left under the node's affinity
-    /// prefix. Safe to repeat; a node IPAM never saw frees nothing.
+    /// prefix. Safe to repeat; a node IPAM never saw frees nothing. `delete_node` runs the same
+    /// two steps with the WorkloadEndpoints' deletion between them, as upstream does.
     pub async fn release_host(&self, node: &str) -> Result<HostRelease> {
-        let mut ips: Vec<IpAddr> = Vec::new();
-        for r in self.resources.list(Kind::WorkloadEndpoint, None).await? {
-            if let Resource::WorkloadEndpoint(w) = r
-                && w.spec.node == node
-            {
-                ips.extend(w.spec.ip_networks.iter().filter_map(|n| parse_addr(n)));
-            }
-        }
+        let weps = self.node_workload_endpoints(node).await?;
+        let addresses = self.release_node_addresses(node, &weps).await?;
+        let blocks = self.remove_ipam_host(node).await?;
+        Ok(HostRelease { addresses, blocks })
+    }
+
+    /// The WorkloadEndpoints whose `spec.node` is `node`, in every namespace.
+    pub(crate) async fn node_workload_endpoints(
+        &self,
+        node: &str,
+    ) -> Result<Vec<WorkloadEndpoint>> {
+        Ok(self
+            .resources
+            .list(Kind::WorkloadEndpoint, None)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                Resource::WorkloadEndpoint(w) if w.spec.node == node => Some(w),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Releases the addresses of `weps` and of the tunnels recorded in the Node (when it still
+    /// exists); returns those that were allocated.
+    pub(crate) async fn release_node_addresses(
+        &self,
+        node: &str,
+        weps: &[WorkloadEndpoint],
+    ) -> Result<Vec<IpAddr>> {
+        let mut ips: Vec<IpAddr> = weps
+            .iter()
+            .flat_map(|w| w.spec.ip_networks.iter().filter_map(|n| parse_addr(n)))
+            .collect();
         match self.resources.get(Kind::Node, None, node).await {
             Ok(Resource::Node(n)) => {
                 let bgp_ipip = n
@@ -67,8 +96,13 @@ impl Ipam {
                 sequence_number: None,
             })
             .collect();
-        let released = self.release_ips(&reqs).await?.released;
+        Ok(self.release_ips(&reqs).await?.released)
+    }
 
+    /// Upstream's `RemoveIPAMHost`: releases every block affinity of `node` (empty blocks are
+    /// deleted, busy ones kept without affinity) and deletes whatever else is left under its
+    /// affinity prefix. Returns the blocks whose affinity was released.
+    pub(crate) async fn remove_ipam_host(&self, node: &str) -> Result<Vec<IpNet>> {
         let mut blocks = Vec::new();
         for v6 in [false, true] {
             for (cidr, _) in self.affine_blocks(node, v6).await? {
@@ -90,10 +124,7 @@ impl Ipam {
         for v6 in [false, true] {
             self.forget_last_block(node, v6);
         }
-        Ok(HostRelease {
-            addresses: released,
-            blocks,
-        })
+        Ok(blocks)
     }
 
     /// Upstream's `ensureConsistentAffinity`, run after addresses were released from `block`:
