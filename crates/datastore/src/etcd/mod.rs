@@ -497,6 +497,12 @@ impl Datastore for EtcdDatastore {
                     CompareOp::Equal,
                     0,
                 )),
+                // An existing key's mod revision is never 0 or less, so `mod_revision == rev`
+                // with rev > 0 already says the key exists: one compare is enough.
+                Expect::Revision(rev) if rev > 0 => {
+                    when.push(Compare::mod_revision(c.key.as_str(), CompareOp::Equal, rev));
+                }
+                // A missing key has mod revision 0: only `version > 0` tells it apart.
                 Expect::Revision(rev) => {
                     when.push(Compare::version(c.key.as_str(), CompareOp::Greater, 0));
                     when.push(Compare::mod_revision(c.key.as_str(), CompareOp::Equal, rev));

@@ -107,6 +107,20 @@ pub async fn txn_all_or_nothing(f: Fixture) -> anyhow::Result<()> {
     );
     ensure!(s.get(&b).await?.is_none(), "b deleted");
     ensure!(s.get(&c).await?.is_some(), "c created");
+    // A revision check is "exists and at this revision": the deleted key's last revision, and
+    // revisions no key can have (0, negative), all fail NotFound on a missing key.
+    for rev in [kb.mod_revision, 0, -1] {
+        match s
+            .txn(
+                vec![Check::revision(&b, rev)],
+                vec![Op::put(&a, b"x".to_vec())],
+            )
+            .await
+        {
+            Err(Error::NotFound { key }) => ensure!(key == b, "names {key}"),
+            other => bail!("revision {rev} check on deleted {b} must fail NotFound, got {other:?}"),
+        }
+    }
     for (kind, key) in [
         (EventKind::Put, &a),
         (EventKind::Delete, &b),
