@@ -1,7 +1,10 @@
 //! (b) Pod→pod TCP throughput (iperf3, one stream) inside a subnet (CrossSubnet: direct routing
 //! via the node, no encapsulation) and across subnets (VXLAN), each as a ratio of node→node
 //! throughput between the same nodes' uplinks, measured in the same run, rounds interleaved.
-//! Only between namespaces of the bench's own lab; every run is bounded in time.
+//! Every case runs twice: with the scheduler placing iperf3's client and server (on a 2-core VM
+//! they often share a core, so the whole path is serial on one CPU and every extra hop shows),
+//! and pinned (`-A`: client on CPU 0, server on CPU 1, as sender and receiver on separate
+//! machines). Only between namespaces of the bench's own lab; every run is bounded in time.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,10 +19,39 @@ const PORT: &str = "5301";
 /// A one-shot iperf3 server in a namespace; killed on drop.
 struct Server(Child);
 
+/// Where iperf3 runs: left to the scheduler, or client and server pinned to separate CPUs.
+#[derive(Clone, Copy)]
+enum Placement {
+    Scheduler,
+    Pinned,
+}
+
+impl Placement {
+    fn label(self) -> &'static str {
+        match self {
+            Placement::Scheduler => "scheduler's placement",
+            Placement::Pinned => "pinned: client CPU 0, server CPU 1",
+        }
+    }
+
+    /// iperf3's `-A` argument for the client or the server.
+    fn affinity(self, server: bool) -> Option<&'static str> {
+        match (self, server) {
+            (Placement::Scheduler, _) => None,
+            (Placement::Pinned, false) => Some("0"),
+            (Placement::Pinned, true) => Some("1"),
+        }
+    }
+}
+
 impl Server {
-    fn start(netns: &str) -> Result<Server> {
+    fn start(netns: &str, placement: Placement) -> Result<Server> {
+        let mut args = vec!["netns", "exec", netns, "iperf3", "-s", "-1", "-p", PORT];
+        if let Some(cpu) = placement.affinity(true) {
+            args.extend(["-A", cpu]);
+        }
         let child = Command::new("ip")
-            .args(["netns", "exec", netns, "iperf3", "-s", "-1", "-p", PORT])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -37,18 +69,18 @@ impl Drop for Server {
 }
 
 /// Gbit/s received by `to_ns` from a client in `from_ns` sending to `addr` for `secs`.
-fn iperf(from_ns: &str, to_ns: &str, addr: &str, secs: u64) -> Result<f64> {
-    let _server = Server::start(to_ns)?;
+fn iperf(from_ns: &str, to_ns: &str, addr: &str, secs: u64, placement: Placement) -> Result<f64> {
+    let _server = Server::start(to_ns, placement)?;
     let t = secs.to_string();
+    let mut args = vec!["iperf3", "-c", addr, "-p", PORT, "-t", &t, "-J"];
+    if let Some(cpu) = placement.affinity(false) {
+        args.extend(["-A", cpu]);
+    }
     let mut last = None;
     // The server needs a moment to listen; retry the client a few times.
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(100));
-        match exec(
-            from_ns,
-            &["iperf3", "-c", addr, "-p", PORT, "-t", &t, "-J"],
-            Duration::from_secs(secs + 15),
-        ) {
+        match exec(from_ns, &args, Duration::from_secs(secs + 15)) {
             Ok(out) => {
                 let v: serde_json::Value = serde_json::from_str(&out)?;
                 let bps = v["end"]["sum_received"]["bits_per_second"]
@@ -102,35 +134,65 @@ pub fn run(lab: &mut Lab, secs: u64, rounds: usize) -> Result<Table> {
         ),
         ("pod→pod, across subnets (VXLAN)", &a_ns, &c_ns, &c_ip),
     ];
-    let mut gbps = vec![Vec::new(); cases.len()];
-    for r in 0..rounds {
-        for (i, (what, from, to, addr)) in cases.iter().enumerate() {
-            let g = iperf(from, to, addr, secs).with_context(|| format!("{what}, round {r}"))?;
-            eprintln!("throughput {what} round {r}: {g:.2} Gbit/s");
-            gbps[i].push(g);
-        }
-    }
-    let med: Vec<f64> = gbps.into_iter().map(median).collect();
     let mut t = Table::new(&[
+        "placement",
         "path",
         "Gbit/s (median)",
         "ratio to node→node, same subnet",
         "ratio to node→node, same path",
+        "same-path ratio per round (min–max)",
     ]);
-    let same = med[0];
-    for (i, (what, ..)) in cases.iter().enumerate() {
-        let base = if i < 2 { med[0] } else { med[2] };
-        t.row(vec![
-            what.to_string(),
-            format!("{:.2}", med[i]),
-            format!("{:.2}", med[i] / same.max(1e-9)),
-            format!("{:.2}", med[i] / base.max(1e-9)),
-        ]);
+    let mut goal = Vec::new();
+    for placement in [Placement::Scheduler, Placement::Pinned] {
+        // gbps[case][round]
+        let mut gbps = vec![Vec::new(); cases.len()];
+        for r in 0..rounds {
+            for (i, (what, from, to, addr)) in cases.iter().enumerate() {
+                let g = iperf(from, to, addr, secs, placement)
+                    .with_context(|| format!("{what}, {}, round {r}", placement.label()))?;
+                eprintln!(
+                    "throughput {what}, {}, round {r}: {g:.2} Gbit/s",
+                    placement.label()
+                );
+                gbps[i].push(g);
+            }
+        }
+        let med: Vec<f64> = gbps.iter().cloned().map(median).collect();
+        let same = med[0];
+        for (i, (what, ..)) in cases.iter().enumerate() {
+            let base = if i < 2 { 0 } else { 2 };
+            // A pod row's ratio to the node row of the same path, round by round (each pair
+            // ran back to back).
+            let per_round: Vec<f64> = gbps[i]
+                .iter()
+                .zip(&gbps[base])
+                .map(|(p, n)| p / n.max(1e-9))
+                .collect();
+            let lo = per_round.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = per_round.iter().cloned().fold(0.0, f64::max);
+            t.row(vec![
+                placement.label().to_string(),
+                what.to_string(),
+                format!("{:.2}", med[i]),
+                format!("{:.2}", med[i] / same.max(1e-9)),
+                format!("{:.2}", med[i] / med[base].max(1e-9)),
+                if i == base {
+                    "–".into()
+                } else {
+                    format!("{lo:.2}–{hi:.2}")
+                },
+            ]);
+        }
+        goal.push(format!(
+            "{:.2} ({})",
+            med[1] / same.max(1e-9),
+            placement.label()
+        ));
     }
     t.note(format!(
-        "iperf3, one TCP stream, {secs} s per run, {rounds} interleaved rounds, median. Goal: \
-         pod→pod inside a subnet ≥ 0.90 of node→node (here {:.2}).",
-        med[1] / same.max(1e-9)
+        "iperf3, one TCP stream, {secs} s per run, {rounds} interleaved rounds per placement, \
+         median. Goal: pod→pod inside a subnet ≥ 0.90 of node→node (here {}).",
+        goal.join(", ")
     ));
     Ok(t)
 }
