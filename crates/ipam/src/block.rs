@@ -343,15 +343,21 @@ impl AllocationBlock {
         handle: Option<&str>,
         owner: &BTreeMap<String, String>,
     ) -> usize {
-        let wanted = AllocationAttribute {
+        // Compared in place: the strings are copied only for a new attribute.
+        let same = |a: &AllocationAttribute| {
+            a.handle_id.as_deref() == handle
+                && a.secondary == *owner
+                && a.alternate_owner.is_empty()
+                && a.released_at.is_none()
+        };
+        if let Some(i) = self.attributes.iter().position(same) {
+            return i;
+        }
+        self.attributes.push(AllocationAttribute {
             handle_id: handle.map(str::to_string),
             secondary: owner.clone(),
             ..Default::default()
-        };
-        if let Some(i) = self.attributes.iter().position(|a| *a == wanted) {
-            return i;
-        }
-        self.attributes.push(wanted);
+        });
         self.attributes.len() - 1
     }
 

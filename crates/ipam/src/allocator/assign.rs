@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use calico_datastore::{Check, keys};
+use calico_datastore::{Check, Revision, keys};
 use ipnet::IpNet;
 
 use super::cache::{NodeInfo, Shared};
@@ -59,7 +59,7 @@ pub(super) struct Request<'a> {
     pub(super) handle: Option<&'a str>,
     pub(super) attrs: BTreeMap<String, String>,
     pub(super) pools: Vec<Pool>,
-    pub(super) reservations: Reservations,
+    pub(super) reservations: &'a Reservations,
     pub(super) config: IpamConfig,
     /// What the block writes check: pools and configuration as read, and the Node.
     pub(super) shared: Arc<Shared>,
@@ -241,7 +241,7 @@ impl Ipam {
             host,
             handle: args.handle.as_deref(),
             attrs: args.attrs.to_map(),
-            reservations: shared.reservations.clone(),
+            reservations: &shared.reservations,
             config: shared.config,
             pools,
             shared: shared.clone(),
@@ -275,8 +275,9 @@ impl Ipam {
         let config = &req.config;
         let mine = host_affinity(host);
         let reserved = |ip: IpAddr| req.reservations.contains(ip);
-        // Fast path: the block this process last allocated from for the host, as written.
-        let hint = self.last_block(host, v6);
+        // Fast path: the block this process last allocated from for the host, as written. It is
+        // taken out of the cache (no copy); a successful write puts the new version back.
+        let hint = self.take_last_block(host, v6);
         let hint_cidr = hint.as_ref().map(|b| b.value.cidr);
         if let Some(b) = hint {
             let cidr = b.value.cidr;
@@ -292,6 +293,10 @@ impl Ipam {
                 if got.len() >= num {
                     return Ok(());
                 }
+            } else {
+                // Unusable now (full, or the pool no longer selected): still the host's last
+                // block, as before this request.
+                self.set_last_block(host, v6, b);
             }
         }
         let affine = match affine {
@@ -474,9 +479,9 @@ impl Ipam {
     /// Takes up to `num` addresses from one block: one transaction writes the block and counts
     /// the addresses into the handle, checked against the block's, the handle's, the pool's, the
     /// Node's and the configuration's revisions; lost races are retried. `fresh`: a copy of the
-    /// block the caller holds, used for the first attempt instead of reading it (a stale copy
-    /// only costs a lost race and a read). A changed pool, Node or configuration ends with
-    /// `IpamError::Stale`.
+    /// block the caller holds (moved in, never copied), used for the first attempt instead of
+    /// reading it (a stale copy only costs a lost race and a read). A changed pool, Node or
+    /// configuration ends with `IpamError::Stale`.
     async fn assign_from_block(
         &self,
         req: &Request<'_>,
@@ -490,36 +495,49 @@ impl Ipam {
         let block_key = keys::block_key(&cidr.to_string());
         let handle_key = req.handle.map(keys::handle_key);
         let mut handle: Option<Versioned<HandleValue>> = None;
+        // The block with the addresses assigned in memory, its revision as read, and the
+        // addresses: kept across a lost race on the handle (the block did not move, so the same
+        // write is tried again with the handle read afresh).
+        let mut assigned: Option<(AllocationBlock, Revision, Vec<IpAddr>)> = None;
         for attempt in 0..RETRIES {
-            let read = match fresh.take() {
-                Some(b) if b.value.cidr == *cidr => Some(b),
-                _ => self.get_block(cidr).await?,
+            let (value, rev, ips) = match assigned.take() {
+                Some(a) => a,
+                None => {
+                    let read = match fresh.take() {
+                        Some(b) if b.value.cidr == *cidr => Some(b),
+                        _ => self.get_block(cidr).await?,
+                    };
+                    let Some(Versioned { mut value, rev }) = read else {
+                        self.forget_last_block(req.host, v6);
+                        return Ok(Vec::new());
+                    };
+                    if mode != Mode::Borrow
+                        && req.config.strict_affinity
+                        && value.affinity.as_deref() != Some(mine.as_str())
+                    {
+                        return Ok(Vec::new());
+                    }
+                    let ips = value.auto_assign(num, req.handle, &req.attrs, |ip| {
+                        req.reservations.contains(ip)
+                    });
+                    if ips.is_empty() {
+                        return Ok(ips);
+                    }
+                    (value, rev, ips)
+                }
             };
-            let Some(b) = read else {
-                self.forget_last_block(req.host, v6);
-                return Ok(Vec::new());
-            };
-            if mode != Mode::Borrow
-                && req.config.strict_affinity
-                && b.value.affinity.as_deref() != Some(mine.as_str())
-            {
-                return Ok(Vec::new());
-            }
-            let mut value = b.value.clone();
-            let ips = value.auto_assign(num, req.handle, &req.attrs, |ip| {
-                req.reservations.contains(ip)
-            });
-            if ips.is_empty() {
-                return Ok(ips);
-            }
             let counted = req.handle.map(|h| (h, &handle));
             let e = match self
-                .commit_assignment(req.checks_for(cidr), &value, b.rev, counted, ips.len())
+                .commit_assignment(req.checks_for(cidr), &value, rev, counted, ips.len())
                 .await
             {
-                Ok(rev) => {
+                Ok(new_rev) => {
                     if value.affinity.as_deref() == Some(mine.as_str()) {
-                        self.set_last_block(req.host, v6, Versioned { value, rev });
+                        let written = Versioned {
+                            value,
+                            rev: new_rev,
+                        };
+                        self.set_last_block(req.host, v6, written);
                     }
                     return Ok(ips);
                 }
@@ -527,11 +545,11 @@ impl Ipam {
             };
             match race_key(&e) {
                 Some(k) if Some(k) == handle_key.as_deref() => {
-                    // The handle exists (or went): read it and write the same block copy again.
+                    // The handle exists (or went): read it and write the same block again.
                     if let Some(h) = req.handle {
                         handle = self.get_handle(h).await?;
                     }
-                    fresh = Some(b);
+                    assigned = Some((value, rev, ips));
                 }
                 Some(k) if k == block_key => {
                     self.forget_last_block(req.host, v6);
@@ -560,7 +578,13 @@ impl Ipam {
         got: &mut Vec<IpNet>,
     ) -> Result<()> {
         let reserved = |ip: IpAddr| req.reservations.contains(ip);
-        let blocks = self.list_blocks(Some(v6)).await?;
+        // Each block is in at most one pool: it is moved out when visited, never copied.
+        let mut blocks: Vec<Option<Versioned<AllocationBlock>>> = self
+            .list_blocks(Some(v6))
+            .await?
+            .into_iter()
+            .map(Some)
+            .collect();
         for pool in &req.pools {
             let order: BTreeMap<IpNet, usize> =
                 block_walk(pool, walk_seed(pool, req.host, (self.random)()))
@@ -568,20 +592,26 @@ impl Ipam {
                     .enumerate()
                     .map(|(i, b)| (b, i))
                     .collect();
-            let mut candidates: Vec<&Versioned<AllocationBlock>> = blocks
+            let mut candidates: Vec<(usize, usize)> = blocks
                 .iter()
-                .filter(|b| {
-                    pool.cidr.contains(&b.value.cidr) && b.value.assignable_count(reserved) > 0
+                .enumerate()
+                .filter_map(|(i, b)| {
+                    let b = b.as_ref()?;
+                    (pool.cidr.contains(&b.value.cidr) && b.value.assignable_count(reserved) > 0)
+                        .then(|| (order.get(&b.value.cidr).copied().unwrap_or(usize::MAX), i))
                 })
                 .collect();
-            candidates.sort_by_key(|b| order.get(&b.value.cidr).copied().unwrap_or(usize::MAX));
-            for b in candidates {
+            candidates.sort_unstable();
+            for (_, i) in candidates {
                 if got.len() >= num {
                     return Ok(());
                 }
+                let Some(b) = blocks.get_mut(i).and_then(Option::take) else {
+                    continue;
+                };
                 let cidr = b.value.cidr;
                 let ips = self
-                    .assign_from_block(req, &cidr, num - got.len(), Mode::Borrow, Some(b.clone()))
+                    .assign_from_block(req, &cidr, num - got.len(), Mode::Borrow, Some(b))
                     .await?;
                 got.extend(
                     ips.into_iter()

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use tokio::sync::oneshot;
 
 use super::assign::host_affinity;
-use super::store::{Versioned, race_key};
+use super::store::Versioned;
 use super::{Assignments, AutoAssignArgs, Ipam, IpamError, Result};
 use crate::model::HandleValue;
 use crate::pools::{PoolRequest, select_pools};
@@ -121,7 +121,12 @@ impl Ipam {
         }
         let host = first.hostname.as_str();
         let loaded = tokio::try_join!(self.shared(false), self.node_info(host, false));
-        let (Ok(((shared, _), (node, _))), Some(b)) = (loaded, self.last_block(host, false)) else {
+        let Ok(((shared, _), (node, _))) = loaded else {
+            rest.extend(together);
+            return rest;
+        };
+        // Taken out of the cache (we hold the host's lock); put back when not written.
+        let Some(b) = self.take_last_block(host, false) else {
             rest.extend(together);
             return rest;
         };
@@ -141,32 +146,32 @@ impl Ipam {
             && b.value.affinity.as_deref() == Some(host_affinity(host).as_str())
             && !shared.reservations.covers(&cidr);
         if !usable {
+            self.set_last_block(host, false, b);
             rest.extend(together);
             return rest;
         }
-        // Assign in memory, request by request, while the block has room.
-        let mut value = b.value.clone();
+        // Assign in memory, request by request, while the block has room (a request that does
+        // not fit whole is left to the ordinary path, the block untouched by it).
+        let reserved = |ip: IpAddr| shared.reservations.contains(ip);
+        let Versioned { mut value, rev } = b;
         let mut served: Vec<(Waiter, Vec<IpAddr>)> = Vec::new();
         for w in together {
-            let before = value.clone();
-            let handle = w.args.handle.as_deref();
-            let ips = value.auto_assign(w.args.num_v4, handle, &w.args.attrs.to_map(), |ip| {
-                shared.reservations.contains(ip)
-            });
-            if ips.len() < w.args.num_v4 {
-                value = before;
+            if value.assignable_count(reserved) < w.args.num_v4 {
                 rest.push(w);
-            } else {
-                served.push((w, ips));
+                continue;
             }
+            let handle = w.args.handle.as_deref();
+            let ips = value.auto_assign(w.args.num_v4, handle, &w.args.attrs.to_map(), reserved);
+            served.push((w, ips));
         }
         if served.is_empty() {
+            self.set_last_block(host, false, Versioned { value, rev });
             return rest;
         }
         let block_key = keys::block_key(&cidr.to_string());
         let mut checks = shared.checks_for(&cidr);
         checks.extend(node.check.clone());
-        checks.push(Check::revision(&block_key, b.rev));
+        checks.push(Check::revision(&block_key, rev));
         let mut ops = vec![Op::put(&block_key, value.to_json())];
         for (w, ips) in &served {
             let key = keys::handle_key(w.args.handle.as_deref().unwrap_or_default());
@@ -187,10 +192,9 @@ impl Ipam {
                     self.answer(w, Ok(Assignments { v4, v6: Vec::new() })).await;
                 }
             }
-            Err(e) => {
-                if race_key(&e) == Some(block_key.as_str()) {
-                    self.forget_last_block(host, false);
-                }
+            Err(_) => {
+                // The block in memory holds the batch's addresses, which were not written: no
+                // hint (the ordinary path reads the host's blocks again).
                 rest.extend(served.into_iter().map(|(w, _)| w));
             }
         }

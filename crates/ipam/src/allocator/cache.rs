@@ -15,7 +15,8 @@
 //!   reads before the error is returned), and on `Ipam::invalidate_cache`.
 //! - The last-block hint (per host and family) is the block as this process last wrote it. Using
 //!   it costs no read; if another writer changed the block since, the block's own revision check
-//!   fails and the block is read again.
+//!   fails and the block is read again. The host's lock is held while it is used, so it is taken
+//!   out of the cache and put back after the write instead of being copied.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -173,10 +174,16 @@ impl Ipam {
         Ok((info, false))
     }
 
-    pub(crate) fn last_block(&self, host: &str, v6: bool) -> Option<Versioned<AllocationBlock>> {
-        lock(&self.cache.last_block)
-            .get(&(host.to_string(), v6))
-            .cloned()
+    /// Takes the host's last-used block out of the cache (no copy of the ~9 KiB block): whoever
+    /// takes it writes from it and puts the new version back with `set_last_block`, or puts it
+    /// back unused. A write that fails leaves no hint: the next assignment lists the host's
+    /// affinities, as it does when no hint exists.
+    pub(crate) fn take_last_block(
+        &self,
+        host: &str,
+        v6: bool,
+    ) -> Option<Versioned<AllocationBlock>> {
+        lock(&self.cache.last_block).remove(&(host.to_string(), v6))
     }
 
     /// Whether `last_block` has a block for (host, family), without copying it.
