@@ -12,8 +12,8 @@
 //! On etcd, the reads and transactions per allocation are counted by etcd itself
 //! (`grpc_server_handled_total` on its /metrics), with the size of the blocks written.
 //!
-//! `cargo bench -p calico-ipam --bench ipam [-- --ops N]` prints a Markdown table (and writes it
-//! to $BENCH_OUT when set). Each configuration uses its own nodes (created first) in one /16 pool
+//! `cargo bench -p calico-ipam --bench ipam [-- --ops N] [--only etcd-8x8]` prints a Markdown
+//! table (and writes it to $BENCH_OUT when set); `-- --help` lists the options. Each configuration uses its own nodes (created first) in one /16 pool
 //! with /26 blocks, so every configuration starts by claiming its blocks, as a fresh node does.
 
 use std::collections::HashMap;
@@ -63,6 +63,16 @@ impl Sample {
             }
         }
     }
+}
+
+/// When the process started (for `mark`).
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Prints when a phase starts or ends, in seconds since the process started, so a profile of the
+/// whole run (`perf record`) can be cut to one phase (`perf report --time`).
+fn mark(what: &str) {
+    let t = START.get_or_init(Instant::now).elapsed();
+    eprintln!("phase: {what} at {:.3} s", t.as_secs_f64());
 }
 
 fn ms(d: Duration) -> String {
@@ -206,6 +216,7 @@ async fn ours(
         Some(m) => Some(etcd_requests(m).await?),
         None => None,
     };
+    mark(&format!("{tag} assign start"));
     let assign = phase(workers, per, move |w, i| {
         let (ipam, names, tag) = (ip2.clone(), names2.clone(), tag2.clone());
         async move {
@@ -220,6 +231,7 @@ async fn ours(
         }
     })
     .await?;
+    mark(&format!("{tag} assign end"));
     let per_alloc = match (metrics, before) {
         (Some(m), Some((r0, t0))) => {
             let (r1, t1) = etcd_requests(m).await?;
@@ -248,6 +260,7 @@ async fn ours(
         (0, 0, 0)
     };
     let tag2 = tag.to_string();
+    mark(&format!("{tag} release start"));
     let release = phase(workers, per, move |w, i| {
         let (ipam, tag) = (ipam.clone(), tag2.clone());
         async move {
@@ -360,15 +373,54 @@ async fn peer(dir: &Path, tag: &str, workers: usize, per: usize) -> Result<(Samp
     Ok((add, del))
 }
 
+const USAGE: &str = "\
+usage: cargo bench -p calico-ipam --bench ipam -- [--ops N] [--only BACKEND-NODESxALLOCATORS]
+  --ops N       allocations per configuration (default 1000)
+  --only CONF   run one configuration of ours and its raw etcd ceiling (before and after) and
+                nothing else (no host-local, no block-sized raw row), e.g. --only etcd-8x8 for
+                the goal's row, or embedded-1x32; BACKEND is etcd or embedded, NODES 1 or 8,
+                ALLOCATORS 1, 8 or 32. Meant for profiling and quick before/after comparisons.
+  --help        this text
+";
+
+/// `--only BACKEND-NODESxALLOCATORS`: (embedded?, nodes, allocators).
+fn parse_only(s: &str) -> Result<(bool, usize, usize)> {
+    let bad =
+        || anyhow::anyhow!("--only {s}: expected BACKEND-NODESxALLOCATORS, e.g. etcd-8x8\n{USAGE}");
+    let (backend, conf) = s.split_once('-').ok_or_else(bad)?;
+    let (nodes, workers) = conf.split_once('x').ok_or_else(bad)?;
+    let embedded = match backend {
+        "etcd" => false,
+        "embedded" => true,
+        _ => return Err(bad()),
+    };
+    let nodes: usize = nodes.parse().map_err(|_| bad())?;
+    let workers: usize = workers.parse().map_err(|_| bad())?;
+    ensure!(
+        [1, 8].contains(&nodes) && CONCURRENCY.contains(&workers),
+        "--only {s}: NODES must be 1 or 8 and ALLOCATORS one of {CONCURRENCY:?}"
+    );
+    Ok((embedded, nodes, workers))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    START.get_or_init(Instant::now);
     let args: Vec<String> = std::env::args().collect();
-    let ops: usize = args
-        .iter()
-        .position(|a| a == "--ops")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    let ops: usize = value("--ops").and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let only = value("--only").map(|s| parse_only(s)).transpose()?;
+    if let Some(conf) = only {
+        return only_one(conf, ops).await;
+    }
     ensure!(
         Path::new(HOST_LOCAL).exists(),
         "{HOST_LOCAL} missing: install the apt package containernetworking-plugins"
@@ -506,6 +558,87 @@ async fn main() -> Result<()> {
     }
     if !errors.is_empty() {
         out.push_str(&format!("\nFirst errors: {}\n", errors.join("; ")));
+    }
+    print!("{out}");
+    if let Ok(path) = std::env::var("BENCH_OUT") {
+        std::fs::write(path, &out)?;
+    }
+    drop(etcd);
+    Ok(())
+}
+
+/// `--only`: one configuration of ours between two raw etcd ceilings, and their ratio.
+async fn only_one((embedded, nodes, workers): (bool, usize, usize), ops: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let etcd = EtcdServer::start().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (name, ds) = if embedded {
+        let cfg = DatastoreConfig::Embedded(EmbeddedConfig {
+            path: dir.path().join("bench.db"),
+        });
+        ("embedded (SQLite WAL)", connect(&cfg).await?)
+    } else {
+        (
+            "etcd",
+            connect(&DatastoreConfig::Etcd(etcd.config())).await?,
+        )
+    };
+    setup_pool(&ds).await?;
+    let raw = Client::connect([etcd.endpoint()], None).await?;
+    let metrics_addr = etcd.endpoint().trim_start_matches("http://").to_string();
+    let per = ops.div_ceil(workers);
+    let before = raw_etcd(&raw, "only-a", workers, per, 200).await?;
+    let metrics = (!embedded).then_some(metrics_addr.as_str());
+    let m = ours(&ds, "only", nodes, workers, per, metrics).await?;
+    let after = raw_etcd(&raw, "only-b", workers, per, 200).await?;
+    let layout = if nodes == 1 { "1 node" } else { "8 nodes" };
+    let ceiling = (before.rate() + after.rate()) / 2.0;
+    let ratio = m.assign.rate() / ceiling;
+    let rows = [
+        Row {
+            target: "raw etcd txn (ceiling), before".into(),
+            layout: "distinct keys",
+            workers,
+            assign: before,
+            release: None,
+        },
+        Row {
+            target: format!("calico-ipam, {name}"),
+            layout,
+            workers,
+            assign: m.assign,
+            release: Some(m.release),
+        },
+        Row {
+            target: "raw etcd txn (ceiling), after".into(),
+            layout: "distinct keys",
+            workers,
+            assign: after,
+            release: None,
+        },
+    ];
+    let mut out = String::from(
+        "| target | layout | allocators | allocations | errors | p50 ms | p99 ms | allocs/s \
+         | release p50 ms | releases/s |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &rows {
+        out.push_str(&r.line());
+    }
+    out.push_str(&format!(
+        "\n{name} {layout} × {workers} / raw etcd txn (mean of before and after): {ratio:.2}\n"
+    ));
+    if let Some((reads, txns)) = m.per_alloc {
+        out.push_str(&format!(
+            "etcd requests per allocation: {reads:.2} reads, {txns:.2} transactions\n"
+        ));
+    }
+    let errors: Vec<String> = rows
+        .iter()
+        .flat_map(|r| [Some(&r.assign), r.release.as_ref()])
+        .flatten()
+        .filter_map(|s| s.first_error.clone())
+        .collect();
+    if !errors.is_empty() {
+        out.push_str(&format!("First errors: {}\n", errors.join("; ")));
     }
     print!("{out}");
     if let Ok(path) = std::env::var("BENCH_OUT") {

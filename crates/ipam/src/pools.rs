@@ -224,6 +224,10 @@ fn selects(selector: Option<&str>, labels: Option<&BTreeMap<String, String>>) ->
         return true;
     }
     let Some(labels) = labels else { return false };
+    // Upstream's default nodeSelector, on every auto-assignment: no need to parse it.
+    if text == "all()" {
+        return true;
+    }
     calico_api::selector::parse(text).is_ok_and(|s| s.matches(labels))
 }
 

@@ -146,10 +146,27 @@ impl EtcdDatastore {
     }
 
     async fn run_txn(&self, what: &str, txn: Txn) -> Result<(bool, Revision, Vec<TxnOpResponse>)> {
+        // The pool tries each endpoint at most once: the last try gets the request itself, the
+        // ones before a copy (with one endpoint, a block-sized transaction is never copied).
+        let mut tries_left = self.endpoints.len();
+        let mut txn = Some(txn);
         let resp = self
             .call(what, |mut c| {
-                let txn = txn.clone();
-                async move { c.kv.txn(txn).await }
+                tries_left = tries_left.saturating_sub(1);
+                let txn = if tries_left == 0 {
+                    txn.take()
+                } else {
+                    txn.clone()
+                };
+                async move {
+                    match txn {
+                        Some(txn) => c.kv.txn(txn).await,
+                        // Not reached: the pool makes at most one try per endpoint.
+                        None => Err(etcd_client::Error::InvalidArgs(
+                            "transaction tried more often than there are endpoints".into(),
+                        )),
+                    }
+                }
             })
             .await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
@@ -509,11 +526,17 @@ impl Datastore for EtcdDatastore {
                 }
             }
         }
+        let what = format!(
+            "transaction on {}",
+            ops.iter().map(Op::key).collect::<Vec<_>>().join(", ")
+        );
+        let n_ops = ops.len();
+        // The values are moved into the request, not copied (a block is ~9 KiB).
         let then: Vec<TxnOp> = ops
-            .iter()
+            .into_iter()
             .map(|op| match op {
-                Op::Put { key, value } => TxnOp::put(key.as_str(), value.clone(), None),
-                Op::Delete { key } => TxnOp::delete(key.as_str(), None),
+                Op::Put { key, value } => TxnOp::put(key, value, None),
+                Op::Delete { key } => TxnOp::delete(key, None),
             })
             .collect();
         // On failure: every checked key's revisions (no values), to name the failing check.
@@ -521,16 +544,12 @@ impl Datastore for EtcdDatastore {
             .iter()
             .map(|c| TxnOp::get(c.key.as_str(), Some(GetOptions::new().with_keys_only())))
             .collect();
-        let what = format!(
-            "transaction on {}",
-            ops.iter().map(Op::key).collect::<Vec<_>>().join(", ")
-        );
         let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
         let (succeeded, rev, responses) = self.run_txn(&what, txn).await?;
         if succeeded {
             return Ok(TxnResult {
                 revision: rev,
-                revisions: vec![rev; ops.len()],
+                revisions: vec![rev; n_ops],
             });
         }
         let actual = responses.into_iter().map(|r| match r {

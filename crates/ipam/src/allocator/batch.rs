@@ -61,6 +61,13 @@ impl Ipam {
     /// the queue itself.
     pub(super) async fn auto_assign_queued(&self, args: &AutoAssignArgs) -> Result<Assignments> {
         let host = args.hostname.as_str();
+        let lock = self.host_lock(host);
+        // Nobody holds or waits for the host (tokio's lock goes to its waiters in order, so
+        // try_lock fails while any wait): nothing to batch with, so no queue and no copy of the
+        // request. Requests arriving meanwhile queue, and the next holder serves them.
+        if let Ok(_turn) = lock.try_lock() {
+            return self.auto_assign_locked(args).await;
+        }
         let (tx, mut rx) = oneshot::channel();
         self.queues.push(
             host,
@@ -69,7 +76,6 @@ impl Ipam {
                 tx,
             },
         );
-        let lock = self.host_lock(host);
         let _turn = lock.lock().await;
         // Served by the previous holder (who answers everything it took before letting go).
         if let Ok(r) = rx.try_recv() {

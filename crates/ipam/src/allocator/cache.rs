@@ -44,8 +44,9 @@ pub(crate) struct Shared {
     /// The two configuration keys as read (absent or at a revision).
     pub config_checks: Vec<Check>,
     pub pools: Vec<IPPool>,
-    /// Pool name → the pool's key and revision.
-    pub pool_revs: BTreeMap<String, Check>,
+    /// Each usable pool's CIDR (parsed once per load, not per write) and the check of its key
+    /// and revision.
+    pool_checks: Vec<(IpNet, Check)>,
     pub reservations: Reservations,
     loaded: Instant,
 }
@@ -73,13 +74,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The check that a resource is still at the revision it was read at.
 fn resource_check(kind: Kind, name: &str, r: &Resource) -> Check {
+    version_check(kind, name, r.metadata().resource_version.as_deref())
+}
+
+fn pool_check(name: &str, p: &IPPool) -> Check {
+    version_check(Kind::IPPool, name, p.metadata.resource_version.as_deref())
+}
+
+fn version_check(kind: Kind, name: &str, version: Option<&str>) -> Check {
     let key = keys::resource_key(kind, None, name);
-    match r
-        .metadata()
-        .resource_version
-        .as_deref()
-        .and_then(|v| v.parse::<Revision>().ok())
-    {
+    match version.and_then(|v| v.parse::<Revision>().ok()) {
         Some(rev) => Check::revision(key, rev),
         // Not expected (the store always sets it): a check that fails, forcing a reload.
         None => Check::revision(key, -1),
@@ -89,12 +93,9 @@ fn resource_check(kind: Kind, name: &str, r: &Resource) -> Check {
 impl Shared {
     /// The checks guarding a write to `block`: configuration, and the pool holding the block.
     pub fn checks_for(&self, block: &IpNet) -> Vec<Check> {
-        let mut out = self.config_checks.clone();
-        let pool = self
-            .pools
-            .iter()
-            .find(|p| Pool::from_resource(p).is_some_and(|pool| pool.cidr.contains(block)));
-        if let Some(check) = pool.and_then(|p| self.pool_revs.get(&p.metadata.name)) {
+        let mut out = Vec::with_capacity(self.config_checks.len() + 4);
+        out.extend_from_slice(&self.config_checks);
+        if let Some((_, check)) = self.pool_checks.iter().find(|(c, _)| c.contains(block)) {
             out.push(check.clone());
         }
         out
@@ -121,19 +122,19 @@ impl Ipam {
         }
         let (config, pools, reservations) =
             tokio::try_join!(self.config_checked(), self.pools(), self.reservations())?;
-        let pool_revs = pools
+        let pool_checks = pools
             .iter()
-            .map(|p| {
-                let name = p.metadata.name.clone();
-                let check = resource_check(Kind::IPPool, &name, &Resource::IPPool(p.clone()));
-                (name, check)
+            .filter_map(|p| {
+                let cidr = Pool::from_resource(p)?.cidr;
+                let name = &p.metadata.name;
+                Some((cidr, pool_check(name, p)))
             })
             .collect();
         let s = Arc::new(Shared {
             config: config.0,
             config_checks: config.1,
             pools,
-            pool_revs,
+            pool_checks,
             reservations,
             loaded: Instant::now(),
         });

@@ -40,6 +40,30 @@ fn owner(pod: &str) -> BTreeMap<String, String> {
 const NO_RESERVATIONS: fn(IpAddr) -> bool = |_| false;
 
 #[test]
+fn to_json_buffer_is_sized_for_full_blocks() {
+    for cidr in ["10.0.0.0/26", "10.0.0.0/20", "fd00::/122"] {
+        let mut b = block(cidr, u64::MAX - 5000);
+        b.affinity_claim_time = Some("2026-11-21T12:00:00Z".into());
+        for i in 0..b.size() {
+            let handle = format!("k8s-pod-network.{i:064x}");
+            let got = b.auto_assign(
+                1,
+                Some(&handle),
+                &owner(&format!("pod-{i}")),
+                NO_RESERVATIONS,
+            );
+            assert_eq!(got.len(), 1, "{cidr} ordinal {i}");
+        }
+        let len = b.to_json().len();
+        assert!(
+            b.json_size_hint() >= len,
+            "{cidr}: hint {} < {len}",
+            b.json_size_hint()
+        );
+    }
+}
+
+#[test]
 fn wire_format_matches_upstream_field_names_and_nulls() {
     let mut b = block("10.0.0.0/30", 4);
     let got = b.auto_assign(
@@ -422,6 +446,7 @@ proptest! {
             prop_assert_eq!(b.in_use(), model.held.len());
             prop_assert!(b.attributes.len() <= model.held.len(), "unreferenced attributes kept");
             prop_assert_eq!(AllocationBlock::from_json(&b.to_json()), Ok(b.clone()));
+            prop_assert!(b.json_size_hint() >= b.to_json().len(), "to_json's buffer grew");
         }
     }
 
