@@ -191,10 +191,12 @@ struct Measured {
     per_alloc: Option<(f64, f64)>,
     /// On etcd: total and largest size of this configuration's blocks, and how many.
     block_bytes: (usize, usize, usize),
+    /// With etcd's pid: CPU µs per allocation of the assignment phase (this process, etcd).
+    assign_cpu: Option<(f64, f64)>,
 }
 
 /// Our allocator on one backend: one configuration (layout × allocators). `metrics`: etcd's
-/// client address (host:port) when the backend is etcd.
+/// client address (host:port) when the backend is etcd; `etcd_pid`: measure CPU per allocation.
 async fn ours(
     ds: &Arc<dyn Datastore>,
     tag: &str,
@@ -202,6 +204,7 @@ async fn ours(
     workers: usize,
     per: usize,
     metrics: Option<&str>,
+    etcd_pid: Option<u32>,
 ) -> Result<Measured> {
     let store = ResourceStore::new(ds.clone());
     let names: Vec<String> = (0..nodes).map(|n| format!("{tag}-node-{n}")).collect();
@@ -217,7 +220,7 @@ async fn ours(
         None => None,
     };
     mark(&format!("{tag} assign start"));
-    let assign = phase(workers, per, move |w, i| {
+    let assign_phase = phase(workers, per, move |w, i| {
         let (ipam, names, tag) = (ip2.clone(), names2.clone(), tag2.clone());
         async move {
             let node = &names[w % names.len()];
@@ -229,8 +232,14 @@ async fn ours(
             ensure!(got.v4.len() == 1, "expected 1 address, got {:?}", got.v4);
             Ok(())
         }
-    })
-    .await?;
+    });
+    let (assign, assign_cpu) = match etcd_pid {
+        Some(pid) => {
+            let (s, client, etcd) = cpu_per_op(pid, workers * per, assign_phase).await?;
+            (s, Some((client, etcd)))
+        }
+        None => (assign_phase.await?, None),
+    };
     mark(&format!("{tag} assign end"));
     let per_alloc = match (metrics, before) {
         (Some(m), Some((r0, t0))) => {
@@ -274,6 +283,7 @@ async fn ours(
         release,
         per_alloc,
         block_bytes,
+        assign_cpu,
     })
 }
 
@@ -455,7 +465,7 @@ async fn main() -> Result<()> {
             for (layout, nodes) in [("1 node", 1usize), ("8 nodes", 8)] {
                 let tag = format!("b{bi}-n{nodes}-w{workers}");
                 let metrics = (*name == "etcd").then_some(metrics_addr.as_str());
-                let m = ours(ds, &tag, nodes, workers, per, metrics).await?;
+                let m = ours(ds, &tag, nodes, workers, per, metrics, None).await?;
                 rates.insert((name.to_string(), layout, workers), m.assign.rate());
                 rows.push(Row {
                     target: format!("calico-ipam, {name}"),
@@ -567,6 +577,38 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// CPU time used so far by every live thread of process `pid` (/proc/PID/task/*/schedstat, in
+/// nanoseconds: precise where /proc/PID/stat counts clock ticks).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let mut ns: u64 = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        // A thread may end between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("{}: {text:?}", path.display()))?;
+    }
+    Ok(Duration::from_nanos(ns))
+}
+
+/// CPU time of this process and of etcd, in microseconds per operation, over `f`.
+async fn cpu_per_op<T, Fut>(etcd: u32, ops: usize, f: Fut) -> Result<(T, f64, f64)>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let me = std::process::id();
+    let (c0, e0) = (cpu_time(me)?, cpu_time(etcd)?);
+    let out = f.await?;
+    let (c1, e1) = (cpu_time(me)?, cpu_time(etcd)?);
+    let per = |a: Duration, b: Duration| (b - a).as_secs_f64() * 1e6 / ops.max(1) as f64;
+    Ok((out, per(c0, c1), per(e0, e1)))
+}
+
 /// `--only`: one configuration of ours between two raw etcd ceilings, and their ratio.
 async fn only_one((embedded, nodes, workers): (bool, usize, usize), ops: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -586,10 +628,15 @@ async fn only_one((embedded, nodes, workers): (bool, usize, usize), ops: usize) 
     let raw = Client::connect([etcd.endpoint()], None).await?;
     let metrics_addr = etcd.endpoint().trim_start_matches("http://").to_string();
     let per = ops.div_ceil(workers);
-    let before = raw_etcd(&raw, "only-a", workers, per, 200).await?;
+    let n = per * workers;
+    let etcd_pid = etcd.pid().context("etcd is not running")?;
+    let (before, rc0, re0) =
+        cpu_per_op(etcd_pid, n, raw_etcd(&raw, "only-a", workers, per, 200)).await?;
     let metrics = (!embedded).then_some(metrics_addr.as_str());
-    let m = ours(&ds, "only", nodes, workers, per, metrics).await?;
-    let after = raw_etcd(&raw, "only-b", workers, per, 200).await?;
+    let m = ours(&ds, "only", nodes, workers, per, metrics, Some(etcd_pid)).await?;
+    let (oc, oe) = m.assign_cpu.unwrap_or_default();
+    let (after, rc1, re1) =
+        cpu_per_op(etcd_pid, n, raw_etcd(&raw, "only-b", workers, per, 200)).await?;
     let layout = if nodes == 1 { "1 node" } else { "8 nodes" };
     let ceiling = (before.rate() + after.rate()) / 2.0;
     let ratio = m.assign.rate() / ceiling;
@@ -625,6 +672,10 @@ async fn only_one((embedded, nodes, workers): (bool, usize, usize), ops: usize) 
     }
     out.push_str(&format!(
         "\n{name} {layout} × {workers} / raw etcd txn (mean of before and after): {ratio:.2}\n"
+    ));
+    out.push_str(&format!(
+        "CPU µs per operation (this process / etcd): raw txn before {rc0:.0} / {re0:.0}, \
+         after {rc1:.0} / {re1:.0}; calico-ipam allocation {oc:.0} / {oe:.0}\n"
     ));
     if let Some((reads, txns)) = m.per_alloc {
         out.push_str(&format!(
