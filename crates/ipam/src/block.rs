@@ -219,43 +219,6 @@ impl AllocationBlock {
         Ok(block)
     }
 
-    /// The stored form, written into a buffer sized for it up front (a /26 block with its
-    /// attributes is ~9 KiB: growing a buffer to that size would copy it several times).
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.json_size_hint());
-        // Serializing plain data (strings, numbers, maps with string keys) cannot fail.
-        if serde_json::to_writer(&mut out, self).is_err() {
-            out.clear();
-        }
-        out
-    }
-
-    /// A little more than the length of `to_json`'s output (never less for blocks whose
-    /// strings need no escaping).
-    fn json_size_hint(&self) -> usize {
-        let map_len = |m: &BTreeMap<String, String>| -> usize {
-            m.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>() + 2
-        };
-        let attributes: usize = self
-            .attributes
-            .iter()
-            .map(|a| {
-                80 + a.handle_id.as_ref().map_or(0, String::len)
-                    + map_len(&a.secondary)
-                    + map_len(&a.alternate_owner)
-                    + a.released_at.as_ref().map_or(0, String::len)
-            })
-            .sum();
-        // Per slot at most 5 digits and a comma ("null," is 5); per ordinal in the sequence
-        // map: key, quotes, colon, a u64 and a comma.
-        320 + self.affinity.as_ref().map_or(0, String::len)
-            + self.affinity_claim_time.as_ref().map_or(0, String::len)
-            + self.host_affinity.as_ref().map_or(0, String::len)
-            + 6 * (self.allocations.len() + self.unallocated.len())
-            + 28 * self.sequence_number_for_allocation.len()
-            + attributes
-    }
-
     /// Number of addresses the block covers.
     pub fn size(&self) -> usize {
         1usize << host_bits(&self.cidr).min(12)
@@ -647,6 +610,8 @@ impl AllocationBlock {
             .collect()
     }
 }
+
+mod json;
 
 #[cfg(test)]
 mod tests;

@@ -64,6 +64,35 @@ fn to_json_buffer_is_sized_for_full_blocks() {
 }
 
 #[test]
+fn to_json_writes_serde_json_bytes() {
+    let odd = "q\"b\\s/\u{1}\u{8}\t\n\u{c}\r\u{1f}\u{7f}é€😀";
+    let mut v4 = block("10.0.0.0/28", 0);
+    v4.auto_assign(3, Some(odd), &owner(odd), NO_RESERVATIONS);
+    v4.auto_assign(2, None, &BTreeMap::new(), NO_RESERVATIONS);
+    v4.auto_assign(1, Some("h"), &owner("p"), NO_RESERVATIONS);
+    let mut sparse = block("fd00::/126", u64::MAX);
+    sparse.affinity = None;
+    sparse.affinity_claim_time = Some(odd.into());
+    sparse.host_affinity = Some("node \"x\"".into());
+    sparse.deleted = true;
+    let mut full = block("fd00:1::/122", 7);
+    full.auto_assign(64, Some("k"), &owner("p"), NO_RESERVATIONS);
+    if let Some(a) = full.attributes.first_mut() {
+        a.alternate_owner = owner(odd);
+        a.released_at = Some("2026-11-21T12:00:00Z".into());
+    }
+    for b in [v4, sparse, full, block("10.0.0.0/20", 1)] {
+        let want = serde_json::to_vec(&b).unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&b.to_json()),
+            String::from_utf8_lossy(&want),
+            "{}",
+            b.cidr
+        );
+    }
+}
+
+#[test]
 fn wire_format_matches_upstream_field_names_and_nulls() {
     let mut b = block("10.0.0.0/30", 4);
     let got = b.auto_assign(
@@ -447,6 +476,7 @@ proptest! {
             prop_assert!(b.attributes.len() <= model.held.len(), "unreferenced attributes kept");
             prop_assert_eq!(AllocationBlock::from_json(&b.to_json()), Ok(b.clone()));
             prop_assert!(b.json_size_hint() >= b.to_json().len(), "to_json's buffer grew");
+            prop_assert_eq!(b.to_json(), serde_json::to_vec(&b).unwrap_or_default());
         }
     }
 
