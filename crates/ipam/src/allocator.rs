@@ -18,6 +18,7 @@
 mod assign;
 mod assign_ip;
 mod batch;
+mod borrow;
 mod cache;
 mod claim;
 mod host;

@@ -21,9 +21,7 @@ use super::store::{Versioned, is_race, race_key};
 use super::{Assignments, AutoAssignArgs, Ipam, IpamError, RETRIES, Result, family};
 use crate::block::{AFFINITY_HOST, AllocationBlock, ReleaseRequest};
 use crate::model::{AffinityValue, HandleValue, IpamConfig};
-use crate::pools::{
-    Pool, PoolRequest, Reservations, block_walk, select_pools, selects_node, walk_seed,
-};
+use crate::pools::{Pool, PoolRequest, Reservations, select_pools, selects_node};
 use calico_api::resources::ippool::{AllowedUse, IPPool};
 
 /// The host's affinities of one family, as listed.
@@ -31,7 +29,7 @@ type Affinities = Vec<(IpNet, Versioned<AffinityValue>)>;
 
 /// Which blocks `assign_from_block` may take addresses from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     /// One of the host's blocks (under strictAffinity: only while it is still the host's).
     Affine,
     /// The host's last-used block from the cache: a lost race gives up instead of re-reading,
@@ -482,7 +480,7 @@ impl Ipam {
     /// block the caller holds (moved in, never copied), used for the first attempt instead of
     /// reading it (a stale copy only costs a lost race and a read). A changed pool, Node or
     /// configuration ends with `IpamError::Stale`.
-    async fn assign_from_block(
+    pub(super) async fn assign_from_block(
         &self,
         req: &Request<'_>,
         cidr: &IpNet,
@@ -567,63 +565,9 @@ impl Ipam {
         }
         Err(IpamError::TooManyRetries(format!("block {cidr}")))
     }
-
-    /// Last resort without strictAffinity: free addresses in any existing block of the pools,
-    /// visited in the host's walk order.
-    async fn borrow(
-        &self,
-        req: &Request<'_>,
-        v6: bool,
-        num: usize,
-        got: &mut Vec<IpNet>,
-    ) -> Result<()> {
-        let reserved = |ip: IpAddr| req.reservations.contains(ip);
-        // Each block is in at most one pool: it is moved out when visited, never copied.
-        let mut blocks: Vec<Option<Versioned<AllocationBlock>>> = self
-            .list_blocks(Some(v6))
-            .await?
-            .into_iter()
-            .map(Some)
-            .collect();
-        for pool in &req.pools {
-            let order: BTreeMap<IpNet, usize> =
-                block_walk(pool, walk_seed(pool, req.host, (self.random)()))
-                    .take(1 << 16)
-                    .enumerate()
-                    .map(|(i, b)| (b, i))
-                    .collect();
-            let mut candidates: Vec<(usize, usize)> = blocks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, b)| {
-                    let b = b.as_ref()?;
-                    (pool.cidr.contains(&b.value.cidr) && b.value.assignable_count(reserved) > 0)
-                        .then(|| (order.get(&b.value.cidr).copied().unwrap_or(usize::MAX), i))
-                })
-                .collect();
-            candidates.sort_unstable();
-            for (_, i) in candidates {
-                if got.len() >= num {
-                    return Ok(());
-                }
-                let Some(b) = blocks.get_mut(i).and_then(Option::take) else {
-                    continue;
-                };
-                let cidr = b.value.cidr;
-                let ips = self
-                    .assign_from_block(req, &cidr, num - got.len(), Mode::Borrow, Some(b))
-                    .await?;
-                got.extend(
-                    ips.into_iter()
-                        .filter_map(|ip| IpNet::new(ip, cidr.prefix_len()).ok()),
-                );
-            }
-        }
-        Ok(())
-    }
 }
 
-fn push_ips(got: &mut Vec<IpNet>, ips: Vec<IpAddr>, cidr: &IpNet) {
+pub(super) fn push_ips(got: &mut Vec<IpNet>, ips: Vec<IpAddr>, cidr: &IpNet) {
     got.extend(
         ips.into_iter()
             .filter_map(|ip| IpNet::new(ip, cidr.prefix_len()).ok()),
