@@ -52,7 +52,7 @@ for n in "${names[@]}"; do
       ;;
     cluster)
       cargo build --release -p calico-lab -p calico-cni -p calico-node
-      cmd="cargo bench -p calico-node --bench cluster -- --singles 50 --bursts 3 --secs 5 --rounds 5 --idle 10"
+      cmd="cargo bench -p calico-node --bench cluster -- --singles 50 --bursts 3 --secs 5 --rounds 7 --idle 10"
       BENCH_OUT="$out.table" $cmd
       { echo "Command: \`$cmd\` after \`cargo build --release -p calico-lab -p calico-cni -p calico-node\` (or \`scripts/bench.sh cluster\`)."
         echo; machine; echo; cat "$out.table"; } > "$out"

@@ -36,7 +36,7 @@ fn args() -> Result<Option<Args>> {
         singles: 50,
         bursts: 3,
         secs: 5,
-        rounds: 5,
+        rounds: 7,
         idle: 10,
     };
     let mut it = std::env::args().skip(1);

@@ -4,7 +4,11 @@
 //! Every case runs twice: with the scheduler placing iperf3's client and server (on a 2-core VM
 //! they often share a core, so the whole path is serial on one CPU and every extra hop shows),
 //! and pinned (`-A`: client on CPU 0, server on CPU 1, as sender and receiver on separate
-//! machines). Only between namespaces of the bench's own lab; every run is bounded in time.
+//! machines). A reference row runs beside them: two pods wired by hand exactly as Calico wires
+//! one (veth, /32, the 169.254.1.1 gateway answered by proxy ARP, a host /32 route, a route to
+//! the other node's pod via its address) with no Calico component involved, i.e. what the
+//! routed-veth design itself costs against node→node. Only between namespaces of the bench's own
+//! lab; every run is bounded in time.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,6 +19,9 @@ use crate::lab::{Lab, exec, wait_until};
 use crate::stats::Table;
 
 const PORT: &str = "5301";
+/// The hand-wired reference pods' addresses: outside the lab's pools and subnets.
+const REF_A: &str = "10.244.1.1";
+const REF_B: &str = "10.244.2.1";
 
 /// A one-shot iperf3 server in a namespace; killed on drop.
 struct Server(Child);
@@ -68,6 +75,117 @@ impl Drop for Server {
     }
 }
 
+/// A pod wired by hand the way the calico CNI plugin wires one, in a namespace of its own; the
+/// namespace (and with it the veth pair and the host route) and the route on the other node are
+/// removed on drop.
+struct HandWiredPod {
+    ns: String,
+    peer_route: Option<(String, String)>,
+}
+
+impl HandWiredPod {
+    /// `ip` (a /32 outside every pool) behind `host_if` in `node_ns`, MTU `mtu`; `peer_ns` gets
+    /// `ip via node_ip dev eth1 onlink`, the CrossSubnet route shape.
+    fn wire(
+        node_ns: &str,
+        host_if: &str,
+        ip: &str,
+        mtu: &str,
+        node_ip: &str,
+        peer_ns: &str,
+    ) -> Result<HandWiredPod> {
+        let ns = format!("{node_ns}-{host_if}");
+        let limit = Duration::from_secs(10);
+        let ip_cmd = |args: &[&str]| -> Result<()> {
+            crate::lab::run(
+                Command::new("ip").args(args),
+                limit,
+                &format!("ip {}", args.join(" ")),
+            )
+            .map(|_| ())
+        };
+        ip_cmd(&["netns", "add", &ns])?;
+        let mut pod = HandWiredPod {
+            ns: ns.clone(),
+            peer_route: None,
+        };
+        ip_cmd(&[
+            "-n", node_ns, "link", "add", host_if, "mtu", mtu, "type", "veth", "peer", "name",
+            "eth0", "mtu", mtu, "netns", &ns,
+        ])?;
+        for (k, v) in [("proxy_arp", "1"), ("rp_filter", "1"), ("forwarding", "1")] {
+            exec(
+                node_ns,
+                &["sysctl", "-qw", &format!("net.ipv4.conf.{host_if}.{k}={v}")],
+                limit,
+            )?;
+        }
+        exec(
+            node_ns,
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv4.neigh.{host_if}.proxy_delay=0"),
+            ],
+            limit,
+        )?;
+        ip_cmd(&["-n", node_ns, "link", "set", host_if, "up"])?;
+        ip_cmd(&["-n", &ns, "link", "set", "lo", "up"])?;
+        ip_cmd(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip_cmd(&["-n", &ns, "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
+        ip_cmd(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ])?;
+        ip_cmd(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ])?;
+        ip_cmd(&[
+            "-n",
+            node_ns,
+            "route",
+            "add",
+            &format!("{ip}/32"),
+            "dev",
+            host_if,
+            "scope",
+            "link",
+        ])?;
+        let dst = format!("{ip}/32");
+        ip_cmd(&[
+            "-n", peer_ns, "route", "add", &dst, "via", node_ip, "dev", "eth1", "onlink",
+        ])?;
+        pod.peer_route = Some((peer_ns.to_string(), dst));
+        Ok(pod)
+    }
+}
+
+impl Drop for HandWiredPod {
+    fn drop(&mut self) {
+        if let Some((peer_ns, dst)) = &self.peer_route {
+            let _ = Command::new("ip")
+                .args(["-n", peer_ns, "route", "del", dst])
+                .status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
 /// Gbit/s received by `to_ns` from a client in `from_ns` sending to `addr` for `secs`.
 fn iperf(from_ns: &str, to_ns: &str, addr: &str, secs: u64, placement: Placement) -> Result<f64> {
     let _server = Server::start(to_ns, placement)?;
@@ -118,7 +236,28 @@ pub fn run(lab: &mut Lab, secs: u64, rounds: usize) -> Result<Table> {
         lab.netns("k01-worker2")?,
         lab.netns("k01-worker3")?,
     );
-    let cases: [(&str, &str, &str, &str); 4] = [
+    // The reference pair, with the Calico pods' MTU, in addresses no pool holds.
+    let mtu = exec(
+        &a_ns,
+        &["cat", "/sys/class/net/eth0/mtu"],
+        Duration::from_secs(5),
+    )?;
+    let mtu = mtu.trim();
+    let ref_a = HandWiredPod::wire(&w1, "tpref-a", REF_A, mtu, "10.10.10.11", &w2)?;
+    let ref_b = HandWiredPod::wire(&w2, "tpref-b", REF_B, mtu, "10.10.10.12", &w1)?;
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{REF_A} → {REF_B} ping"),
+        || {
+            exec(
+                &ref_a.ns,
+                &["ping", "-c1", "-W1", REF_B],
+                Duration::from_secs(3),
+            )
+            .is_ok()
+        },
+    )?;
+    let cases: [(&str, &str, &str, &str); 5] = [
         (
             "node→node, same subnet (k01-worker → k01-worker2)",
             &w1,
@@ -126,6 +265,12 @@ pub fn run(lab: &mut Lab, secs: u64, rounds: usize) -> Result<Table> {
             "10.10.10.12",
         ),
         ("pod→pod, same subnet (direct routing)", &a_ns, &b_ns, &b_ip),
+        (
+            "reference: hand-wired pod→pod, same subnet (no Calico)",
+            &ref_a.ns,
+            &ref_b.ns,
+            REF_B,
+        ),
         (
             "node→node, across subnets (k01-worker → k01-worker3, routed)",
             &w1,
@@ -160,7 +305,7 @@ pub fn run(lab: &mut Lab, secs: u64, rounds: usize) -> Result<Table> {
         let med: Vec<f64> = gbps.iter().cloned().map(median).collect();
         let same = med[0];
         for (i, (what, ..)) in cases.iter().enumerate() {
-            let base = if i < 2 { 0 } else { 2 };
+            let base = if i < 3 { 0 } else { 3 };
             // A pod row's ratio to the node row of the same path, round by round (each pair
             // ran back to back).
             let per_round: Vec<f64> = gbps[i]
