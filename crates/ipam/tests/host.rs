@@ -285,3 +285,58 @@ both_backends!(
     release_host_keeps_busy_blocks_without_affinity,
     emptied_block_of_a_pool_that_no_longer_selects_the_node_is_released,
 );
+
+/// Resumes a paused etcd when dropped, also when the test fails half-way.
+struct Resume<'a>(&'a calico_datastore::testutil::EtcdServer);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.resume();
+    }
+}
+
+/// A queued request whose turn-holder is dropped before answering it (its caller's timeout,
+/// here an abort while etcd hangs) is served by its own caller once the turn comes: it is
+/// answered with an address, never a panic or a lost request. Needs a server that can hang:
+/// etcd only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_request_is_served_when_its_holder_is_dropped() -> Result<()> {
+    let f = common::etcd().await?;
+    let common::Guard::Etcd(etcd) = &f.guard else {
+        anyhow::bail!("the etcd fixture has no etcd server");
+    };
+    add_pool(&f.ds, "p", "10.6.0.0/24", 26, |_| {}).await?;
+    add_node(&f.ds, "n", &[]).await?;
+    let ipam = Ipam::new(f.ds.clone());
+    ipam.auto_assign(&args("n", "warm-up")).await?;
+    let spawn = |handle: &str| {
+        let (ipam, a) = (ipam.clone(), args("n", handle));
+        tokio::spawn(async move { ipam.auto_assign(&a).await })
+    };
+    let settle = || tokio::time::sleep(Duration::from_millis(150));
+    etcd.pause()?;
+    let resume = Resume(etcd);
+    // h1 holds the node's turn, stuck on etcd; h2 and h3 queue behind it.
+    let h1 = spawn("h1");
+    settle().await;
+    let h2 = spawn("h2");
+    settle().await;
+    let h3 = spawn("h3");
+    settle().await;
+    // h1 is dropped: h2 takes the turn and the queue (h2 and h3), and is stuck in turn.
+    h1.abort();
+    settle().await;
+    // h2 is dropped too, holding h3's request unanswered.
+    h2.abort();
+    settle().await;
+    drop(resume);
+    let got = tokio::time::timeout(Duration::from_secs(30), h3).await???;
+    ensure!(got.v4.len() == 1, "h3: {got:?}");
+    let held = ipam.ips_by_handle("h3").await?;
+    ensure!(
+        held == vec![got.v4[0].addr()],
+        "h3 holds {held:?}, was told {got:?}"
+    );
+    ensure!(check(f.ds.as_ref()).await?.is_clean());
+    Ok(())
+}

@@ -5,7 +5,8 @@
 //! else — a single request, a request of another shape, a missing or full block, any failed
 //! check — goes through the ordinary path one request at a time, so batching changes the number
 //! of transactions, never the outcome. A request whose caller went away meanwhile has its
-//! addresses given back.
+//! addresses given back; a request taken by a holder whose own caller went away (its future
+//! dropped before answering) is served by its caller when its turn comes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -14,10 +15,11 @@ use std::sync::{Mutex, PoisonError};
 use calico_datastore::{Check, Op, keys};
 use ipnet::IpNet;
 use tokio::sync::oneshot;
+use tokio::sync::oneshot::error::TryRecvError;
 
 use super::assign::host_affinity;
 use super::store::Versioned;
-use super::{Assignments, AutoAssignArgs, Ipam, IpamError, Result};
+use super::{Assignments, AutoAssignArgs, Ipam, Result};
 use crate::model::HandleValue;
 use crate::pools::{PoolRequest, select_pools};
 
@@ -77,9 +79,14 @@ impl Ipam {
             },
         );
         let _turn = lock.lock().await;
-        // Served by the previous holder (who answers everything it took before letting go).
-        if let Ok(r) = rx.try_recv() {
-            return r;
+        match rx.try_recv() {
+            // Served by the previous holder (who answers everything it took before letting go).
+            Ok(r) => return r,
+            // Taken by a holder whose future was dropped before answering (its caller's
+            // timeout): no longer queued, so served here. (Receiving again after this would
+            // panic: the receiver is spent.)
+            Err(TryRecvError::Closed) => return self.auto_assign_locked(args).await,
+            Err(TryRecvError::Empty) => {}
         }
         // Batch what fits the last-used block; serve the first of the rest alone (it may claim
         // a new block), then batch the others again, in arrival order.
@@ -95,11 +102,12 @@ impl Ipam {
             let r = self.auto_assign_locked(&w.args).await;
             self.answer(w, r).await;
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(IpamError::Invalid(format!(
-                "the assignment for node {host} was dropped unanswered; retry"
-            )))
-        })
+        match rx.await {
+            Ok(r) => r,
+            // Not in the queue we took: a dropped holder had it (its waiters go as its future
+            // is dropped, which may end just after its turn did). We hold the turn: serve it.
+            Err(_) => self.auto_assign_locked(args).await,
+        }
     }
 
     /// Sends a result; addresses for a caller that went away are given back.
