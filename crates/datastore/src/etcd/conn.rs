@@ -2,9 +2,13 @@
 //!
 //! One etcd-client `Client` per endpoint, created on first use (tonic channels reconnect by
 //! themselves, so a client stays valid across etcd restarts). Calls go to the endpoint that
-//! answered last; when it fails with gRPC `Unavailable` — the connection could not be made, so
-//! the request was never sent and trying elsewhere cannot apply it twice — the next endpoint is
-//! tried, each at most once per call. Every attempt is bounded by the request timeout.
+//! answered last; when it fails because the connection could not be made (or the member has no
+//! leader, which etcd checks before proposing), the request was never applied and trying
+//! elsewhere cannot apply it twice, so the next endpoint is tried, each at most once per call.
+//! Other `Unavailable` errors — etcd's "request timed out" or "leader changed", a reset or a
+//! keep-alive timeout of a live connection — may come after the request was applied: they are
+//! returned as they are (outcome unknown), never re-sent. Every attempt is bounded by the
+//! request timeout.
 
 use etcd_client::{Client, ConnectOptions, KvClient, LeaseClient, WatchClient};
 use std::future::Future;
@@ -104,11 +108,55 @@ impl Pool {
     }
 }
 
-/// The connection failed before the request went out.
+/// The request cannot have been applied: the connection failed before it went out, or etcd
+/// refused it before proposing it.
 fn not_sent(e: &etcd_client::Error) -> bool {
     match e {
-        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable => {
+            let m = s.message().to_ascii_lowercase();
+            [
+                "tcp connect",
+                "error trying to connect",
+                "connection refused",
+                "dns error",
+                "etcdserver: no leader",
+            ]
+            .iter()
+            .any(|w| m.contains(w))
+        }
         etcd_client::Error::TransportError(_) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_sent;
+
+    fn unavailable(msg: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::unavailable(msg))
+    }
+
+    #[test]
+    fn only_failures_before_sending_are_retried_elsewhere() {
+        for m in [
+            "error trying to connect: tcp connect error: Connection refused (os error 111)",
+            "tcp connect error",
+            "dns error: failed to lookup address information",
+            "etcdserver: no leader",
+        ] {
+            assert!(not_sent(&unavailable(m)), "{m} should fail over");
+        }
+        for m in [
+            "etcdserver: request timed out",
+            "etcdserver: leader changed",
+            "error reading a body from connection: connection reset",
+            "keepalive watchdog timeout",
+            "",
+        ] {
+            assert!(!not_sent(&unavailable(m)), "{m} may have been applied");
+        }
+        let other = etcd_client::Error::GRpcStatus(tonic::Status::failed_precondition("x"));
+        assert!(!not_sent(&other));
     }
 }
