@@ -91,6 +91,16 @@ pub trait Datastore: Send + Sync {
     /// Every key starting with `prefix`, sorted by key, as of one revision.
     async fn list(&self, prefix: &str) -> Result<ListResult>;
 
+    /// Like `list`, with every `value` left empty: for callers that only need to know which keys
+    /// exist (etcd sends no values: `keys_only`).
+    async fn list_keys(&self, prefix: &str) -> Result<ListResult> {
+        let mut r = self.list(prefix).await?;
+        for kv in &mut r.kvs {
+            kv.value = Vec::new();
+        }
+        Ok(r)
+    }
+
     /// Creates `key`; `Error::AlreadyExists` if present. Returns the new revision.
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision>;
 

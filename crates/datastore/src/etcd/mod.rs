@@ -378,23 +378,9 @@ fn is_compacted(e: &etcd_client::Error) -> bool {
         if s.message().contains("required revision has been compacted"))
 }
 
-#[async_trait]
-impl Datastore for EtcdDatastore {
-    fn describe(&self) -> String {
-        format!("etcd {}", self.endpoints.join(","))
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self
-            .call(&format!("get {key}"), |mut c| {
-                let key = key.to_string();
-                async move { c.kv.get(key, None).await }
-            })
-            .await?;
-        resp.kvs().first().map(to_kv).transpose()
-    }
-
-    async fn list(&self, prefix: &str) -> Result<ListResult> {
+impl EtcdDatastore {
+    /// A paginated listing at one revision (values omitted when `keys_only`).
+    async fn list_range(&self, prefix: &str, keys_only: bool) -> Result<ListResult> {
         let end = prefix_end(prefix);
         // A compaction between pages invalidates the fixed revision: start over (bounded).
         'attempt: for _ in 0..5 {
@@ -404,6 +390,9 @@ impl Datastore for EtcdDatastore {
             let mut limit = PAGE_SIZE;
             loop {
                 let mut opts = GetOptions::new().with_range(end.clone()).with_limit(limit);
+                if keys_only {
+                    opts = opts.with_keys_only();
+                }
                 if revision > 0 {
                     opts = opts.with_revision(revision);
                 }
@@ -441,6 +430,31 @@ impl Datastore for EtcdDatastore {
         Err(Error::Backend(format!(
             "list {prefix}: etcd compacted the listing revision 5 times in a row; retry"
         )))
+    }
+}
+
+#[async_trait]
+impl Datastore for EtcdDatastore {
+    fn describe(&self) -> String {
+        format!("etcd {}", self.endpoints.join(","))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let resp = self
+            .call(&format!("get {key}"), |mut c| {
+                let key = key.to_string();
+                async move { c.kv.get(key, None).await }
+            })
+            .await?;
+        resp.kvs().first().map(to_kv).transpose()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<ListResult> {
+        self.list_range(prefix, false).await
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<ListResult> {
+        self.list_range(prefix, true).await
     }
 
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {

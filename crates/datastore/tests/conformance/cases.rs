@@ -169,6 +169,31 @@ pub async fn list_consistency(f: Fixture) -> anyhow::Result<()> {
     let sub = s.list(&f.key("list/c/")).await?;
     ensure!(sub.kvs.len() == 2, "sub-prefix lists {:?}", sub.kvs);
 
+    // list_keys: the same keys and revisions, no values.
+    let keys = s.list_keys(&f.key("list/")).await?;
+    let same: Vec<_> = keys
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.create_revision, kv.mod_revision))
+        .collect();
+    let full: Vec<_> = l
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.create_revision, kv.mod_revision))
+        .collect();
+    ensure!(same == full, "list_keys returned {same:?}, list {full:?}");
+    ensure!(
+        keys.kvs.iter().all(|kv| kv.value.is_empty()),
+        "list_keys sent values: {:?}",
+        keys.kvs
+    );
+    ensure!(
+        keys.revision >= l.revision,
+        "list_keys revision {} below list's {}",
+        keys.revision,
+        l.revision
+    );
+
     // list + watch(revision + 1) sees exactly the writes after the listing.
     let mut rx = s.watch(&f.key("list/"), l.revision + 1).await?;
     let r = s

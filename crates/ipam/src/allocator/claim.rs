@@ -3,7 +3,7 @@
 //! a crash interrupted; choosing a block to claim, including the reclaim of another node's block
 //! that has stayed empty for the minimum age.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
@@ -17,6 +17,9 @@ use crate::block::AllocationBlock;
 use crate::clock::{format_rfc3339, parse_rfc3339};
 use crate::model::{AffinityState, AffinityValue};
 use crate::pools::{block_walk, walk_seed};
+
+/// Blocks a claim's walk reads one by one before it lists them all with their values instead.
+const BLOCK_READS_BEFORE_LISTING: usize = 8;
 
 impl Ipam {
     /// Writes a pending affinity for (host, subnet); an existing unconfirmed one becomes pending,
@@ -154,16 +157,20 @@ impl Ipam {
         req: &Request<'_>,
         v6: bool,
     ) -> Result<Option<IpNet>> {
-        // Keyed by datastore key; a block's value is parsed only when the walk reaches it (one
-        // claim used to parse every block of the family, ~9 KiB of JSON each when full).
-        let existing: HashMap<String, KeyValue> = self
+        // Which blocks exist, from a keys-only listing (a full block is ~9 KiB of JSON); a block
+        // the walk passes is read when reached: one by one for the first few, then all from one
+        // listing. A block deleted meanwhile counts as free (its claim's create decides).
+        let prefix = keys::block_prefix(v6);
+        let existing: HashSet<String> = self
             .ds
-            .list(&keys::block_prefix(v6))
+            .list_keys(&prefix)
             .await?
             .kvs
             .into_iter()
-            .map(|kv| (kv.key.clone(), kv))
+            .map(|kv| kv.key)
             .collect();
+        let mut listed: Option<HashMap<String, KeyValue>> = None;
+        let mut reads = 0;
         let reserved = |ip: IpAddr| req.reservations.contains(ip);
         let mine = host_affinity(req.host);
         let mut empty = Vec::new();
@@ -173,10 +180,24 @@ impl Ipam {
                 if req.reservations.covers(&subnet) {
                     continue;
                 }
-                let Some(kv) = existing.get(&keys::block_key(&subnet.to_string())) else {
+                let key = keys::block_key(&subnet.to_string());
+                if !existing.contains(&key) {
+                    return Ok(Some(subnet));
+                }
+                if listed.is_none() && reads >= BLOCK_READS_BEFORE_LISTING {
+                    let all = self.ds.list(&prefix).await?.kvs;
+                    listed = Some(all.into_iter().map(|kv| (kv.key.clone(), kv)).collect());
+                }
+                let found = match &listed {
+                    Some(all) => all.get(&key).map(parse_block).transpose()?,
+                    None => {
+                        reads += 1;
+                        self.get_block(&subnet).await?
+                    }
+                };
+                let Some(b) = found else {
                     return Ok(Some(subnet));
                 };
-                let b = parse_block(kv)?;
                 let free = b.value.assignable_count(reserved);
                 if b.value.affinity.as_deref() == Some(mine.as_str()) && free > 0 {
                     return Ok(Some(subnet));
