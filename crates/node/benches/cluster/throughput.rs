@@ -96,80 +96,44 @@ impl HandWiredPod {
     ) -> Result<HandWiredPod> {
         let ns = format!("{node_ns}-{host_if}");
         let limit = Duration::from_secs(10);
-        let ip_cmd = |args: &[&str]| -> Result<()> {
-            crate::lab::run(
-                Command::new("ip").args(args),
-                limit,
-                &format!("ip {}", args.join(" ")),
-            )
-            .map(|_| ())
+        // One `ip` command line (no argument here contains a space).
+        let ip_cmd = |line: String| -> Result<()> {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            crate::lab::run(Command::new("ip").args(&args), limit, &format!("ip {line}"))
+                .map(|_| ())
         };
-        ip_cmd(&["netns", "add", &ns])?;
+        ip_cmd(format!("netns add {ns}"))?;
         let mut pod = HandWiredPod {
             ns: ns.clone(),
             peer_route: None,
         };
-        ip_cmd(&[
-            "-n", node_ns, "link", "add", host_if, "mtu", mtu, "type", "veth", "peer", "name",
-            "eth0", "mtu", mtu, "netns", &ns,
-        ])?;
-        for (k, v) in [("proxy_arp", "1"), ("rp_filter", "1"), ("forwarding", "1")] {
-            exec(
-                node_ns,
-                &["sysctl", "-qw", &format!("net.ipv4.conf.{host_if}.{k}={v}")],
-                limit,
-            )?;
+        ip_cmd(format!(
+            "-n {node_ns} link add {host_if} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {ns}"
+        ))?;
+        let sysctls = [
+            format!("net.ipv4.conf.{host_if}.proxy_arp=1"),
+            format!("net.ipv4.conf.{host_if}.rp_filter=1"),
+            format!("net.ipv4.conf.{host_if}.forwarding=1"),
+            format!("net.ipv4.neigh.{host_if}.proxy_delay=0"),
+        ];
+        for kv in &sysctls {
+            exec(node_ns, &["sysctl", "-qw", kv], limit)?;
         }
-        exec(
-            node_ns,
-            &[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv4.neigh.{host_if}.proxy_delay=0"),
-            ],
-            limit,
-        )?;
-        ip_cmd(&["-n", node_ns, "link", "set", host_if, "up"])?;
-        ip_cmd(&["-n", &ns, "link", "set", "lo", "up"])?;
-        ip_cmd(&["-n", &ns, "link", "set", "eth0", "up"])?;
-        ip_cmd(&["-n", &ns, "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
-        ip_cmd(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ])?;
-        ip_cmd(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ])?;
-        ip_cmd(&[
-            "-n",
-            node_ns,
-            "route",
-            "add",
-            &format!("{ip}/32"),
-            "dev",
-            host_if,
-            "scope",
-            "link",
-        ])?;
+        ip_cmd(format!("-n {node_ns} link set {host_if} up"))?;
+        ip_cmd(format!("-n {ns} link set lo up"))?;
+        ip_cmd(format!("-n {ns} link set eth0 up"))?;
+        ip_cmd(format!("-n {ns} addr add {ip}/32 dev eth0"))?;
+        ip_cmd(format!("-n {ns} route add 169.254.1.1 dev eth0 scope link"))?;
+        ip_cmd(format!(
+            "-n {ns} route add default via 169.254.1.1 dev eth0"
+        ))?;
+        ip_cmd(format!(
+            "-n {node_ns} route add {ip}/32 dev {host_if} scope link"
+        ))?;
         let dst = format!("{ip}/32");
-        ip_cmd(&[
-            "-n", peer_ns, "route", "add", &dst, "via", node_ip, "dev", "eth1", "onlink",
-        ])?;
+        ip_cmd(format!(
+            "-n {peer_ns} route add {dst} via {node_ip} dev eth1 onlink"
+        ))?;
         pod.peer_route = Some((peer_ns.to_string(), dst));
         Ok(pod)
     }
