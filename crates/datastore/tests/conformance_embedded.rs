@@ -36,7 +36,7 @@ async fn fixture() -> Fixture {
 conformance_suite!(fixture);
 
 fn open(path: &std::path::Path) -> anyhow::Result<Arc<dyn Datastore>> {
-    Ok(Arc::new(EmbeddedDatastore::open(&EmbeddedConfig {
+    Ok(Arc::new(EmbeddedDatastore::open_inline(&EmbeddedConfig {
         path: path.to_path_buf(),
     })?))
 }
@@ -83,6 +83,23 @@ async fn inline_handle_shares_the_file_with_a_pooled_one() -> anyhow::Result<()>
     let kv = pooled.get("/k").await?;
     anyhow::ensure!(kv.map(|kv| kv.value) == Some(b"w".to_vec()));
     anyhow::ensure!(inline.revision().await? == next);
+    // Inline means on the caller's thread: on a thread with no tokio runtime at all (where the
+    // blocking pool cannot be reached), one poll completes the read.
+    let reader = Arc::clone(&inline);
+    let polled = std::thread::spawn(move || {
+        use std::task::{Context, Poll, Waker};
+        let mut read = reader.get("/k");
+        match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => r.map(|kv| kv.map(|kv| kv.value)).map_err(|e| e.to_string()),
+            Poll::Pending => Err("still pending after one poll".to_string()),
+        }
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("an inline read outside a tokio runtime panicked"))?;
+    anyhow::ensure!(
+        polled == Ok(Some(b"w".to_vec())),
+        "inline read without a runtime: {polled:?}"
+    );
     Ok(())
 }
 
