@@ -13,8 +13,9 @@
 //! (`grpc_server_handled_total` on its /metrics), with the size of the blocks written.
 //!
 //! `cargo bench -p calico-ipam --bench ipam [-- --ops N] [--only etcd-8x8]` prints a Markdown
-//! table (and writes it to $BENCH_OUT when set); `-- --help` lists the options. Each configuration uses its own nodes (created first) in one /16 pool
-//! with /26 blocks, so every configuration starts by claiming its blocks, as a fresh node does.
+//! table (and writes it to $BENCH_OUT when set); `-- --help` lists the options. Each
+//! configuration uses its own nodes (created first) in one /16 pool with /26 blocks, so every
+//! configuration starts by claiming its blocks, as a fresh node does.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,18 @@ struct Row {
     workers: usize,
     assign: Sample,
     release: Option<Sample>,
+}
+
+/// The rows as a Markdown table.
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| target | layout | allocators | allocations | errors | p50 ms | p99 ms | allocs/s \
+         | release p50 ms | releases/s |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&r.line());
+    }
+    out
 }
 
 impl Row {
@@ -452,8 +465,8 @@ async fn main() -> Result<()> {
 
     let metrics_addr = etcd.endpoint().trim_start_matches("http://").to_string();
     let mut rows: Vec<Row> = Vec::new();
-    // (layout, allocators, reads per allocation, transactions per allocation) on etcd.
-    let mut counts: Vec<(&str, usize, Measured)> = Vec::new();
+    // (layout, allocators, (reads, transactions) per allocation, block bytes) on etcd.
+    let mut counts = Vec::new();
     // (target, layout, workers) → allocations per second.
     let mut rates: HashMap<(String, &str, usize), f64> = HashMap::new();
     for workers in CONCURRENCY {
@@ -467,16 +480,16 @@ async fn main() -> Result<()> {
                 let metrics = (*name == "etcd").then_some(metrics_addr.as_str());
                 let m = ours(ds, &tag, nodes, workers, per, metrics, None).await?;
                 rates.insert((name.to_string(), layout, workers), m.assign.rate());
+                if let Some(per_alloc) = m.per_alloc {
+                    counts.push((layout, workers, per_alloc, m.block_bytes));
+                }
                 rows.push(Row {
                     target: format!("calico-ipam, {name}"),
                     layout,
                     workers,
-                    assign: m.assign.clone(),
-                    release: Some(m.release.clone()),
+                    assign: m.assign,
+                    release: Some(m.release),
                 });
-                if m.per_alloc.is_some() {
-                    counts.push((layout, workers, m));
-                }
                 eprintln!("done: {name}, {layout}, {workers} allocator(s)");
             }
             if *name != "etcd" {
@@ -517,20 +530,7 @@ async fn main() -> Result<()> {
         eprintln!("done: raw etcd and host-local, {workers} allocator(s)");
     }
 
-    let mut out = String::new();
-    out.push_str(
-        "| target | layout | allocators | allocations | errors | p50 ms | p99 ms | allocs/s \
-         | release p50 ms | releases/s |\n|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for r in &rows {
-        out.push_str(&r.line());
-    }
-    let errors: Vec<String> = rows
-        .iter()
-        .flat_map(|r| [Some(&r.assign), r.release.as_ref()])
-        .flatten()
-        .filter_map(|s| s.first_error.clone())
-        .collect();
+    let mut out = table(&rows);
     out.push_str(
         "\nRatios (allocations per second, same run; raw etcd = mean of the ceiling measured \
          right before and right after our etcd rows). Goal: calico-ipam over 8 nodes on etcd \
@@ -558,21 +558,13 @@ async fn main() -> Result<()> {
          rewrites.\n\n| layout | allocators | reads (Range) | transactions (Txn) | blocks | \
          mean block bytes | largest block bytes |\n|---|---|---|---|---|---|---|\n",
     );
-    for (layout, w, m) in &counts {
-        let (reads, txns) = m.per_alloc.unwrap_or_default();
-        let (total, max, n) = m.block_bytes;
+    for &(layout, w, (reads, txns), (total, max, n)) in &counts {
         let mean = total / n.max(1);
         out.push_str(&format!(
             "| {layout} | {w} | {reads:.2} | {txns:.2} | {n} | {mean} | {max} |\n"
         ));
     }
-    if !errors.is_empty() {
-        out.push_str(&format!("\nFirst errors: {}\n", errors.join("; ")));
-    }
-    print!("{out}");
-    if let Ok(path) = std::env::var("BENCH_OUT") {
-        std::fs::write(path, &out)?;
-    }
+    emit(out, &rows, "\n")?;
     drop(etcd);
     Ok(())
 }
@@ -663,13 +655,7 @@ async fn only_one((embedded, nodes, workers): (bool, usize, usize), ops: usize) 
             release: None,
         },
     ];
-    let mut out = String::from(
-        "| target | layout | allocators | allocations | errors | p50 ms | p99 ms | allocs/s \
-         | release p50 ms | releases/s |\n|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for r in &rows {
-        out.push_str(&r.line());
-    }
+    let mut out = table(&rows);
     out.push_str(&format!(
         "\n{name} {layout} × {workers} / raw etcd txn (mean of before and after): {ratio:.2}\n"
     ));
@@ -682,6 +668,14 @@ async fn only_one((embedded, nodes, workers): (bool, usize, usize), ops: usize) 
             "etcd requests per allocation: {reads:.2} reads, {txns:.2} transactions\n"
         ));
     }
+    emit(out, &rows, "")?;
+    drop(etcd);
+    Ok(())
+}
+
+/// Appends the rows' first errors (after `sep`) to a report, prints it, and writes it to
+/// `BENCH_OUT` when that is set.
+fn emit(mut out: String, rows: &[Row], sep: &str) -> Result<()> {
     let errors: Vec<String> = rows
         .iter()
         .flat_map(|r| [Some(&r.assign), r.release.as_ref()])
@@ -689,12 +683,11 @@ async fn only_one((embedded, nodes, workers): (bool, usize, usize), ops: usize) 
         .filter_map(|s| s.first_error.clone())
         .collect();
     if !errors.is_empty() {
-        out.push_str(&format!("First errors: {}\n", errors.join("; ")));
+        out.push_str(&format!("{sep}First errors: {}\n", errors.join("; ")));
     }
     print!("{out}");
     if let Ok(path) = std::env::var("BENCH_OUT") {
         std::fs::write(path, &out)?;
     }
-    drop(etcd);
     Ok(())
 }
