@@ -36,7 +36,7 @@ async fn fixture() -> Fixture {
 conformance_suite!(fixture);
 
 fn open(path: &std::path::Path) -> anyhow::Result<Arc<dyn Datastore>> {
-    Ok(Arc::new(EmbeddedDatastore::open_inline(&EmbeddedConfig {
+    Ok(Arc::new(EmbeddedDatastore::open(&EmbeddedConfig {
         path: path.to_path_buf(),
     })?))
 }
