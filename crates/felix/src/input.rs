@@ -301,48 +301,26 @@ fn node_fact(
         .as_ref()
         .map(|b| b.ipv4_address.as_str())
         .unwrap_or_default();
-    let (ip, subnet) = match parse_node_address(addr) {
-        Some((ip, net)) => (Some(ip), Some(net)),
-        None if addr.is_empty() => (None, None),
-        None => {
-            return Err(InputError::BadField {
-                key: key.to_string(),
-                kind: "Node",
-                field: "spec.bgp.ipv4Address",
-                value: addr.to_string(),
-                expected: "IPv4 CIDR",
-            });
-        }
-    };
-    let tunnel = &n.spec.ipv4_vxlan_tunnel_addr;
-    let vxlan_tunnel_addr = if tunnel.is_empty() {
-        None
-    } else {
-        Some(tunnel.parse().map_err(|_| InputError::BadField {
-            key: key.to_string(),
-            kind: "Node",
-            field: "spec.ipv4VXLANTunnelAddr",
-            value: tunnel.clone(),
-            expected: "IPv4 address",
-        })?)
-    };
+    let (ip, subnet) = node_cidr(
+        key,
+        "spec.bgp.ipv4Address",
+        addr,
+        parse_node_address,
+        "IPv4 CIDR",
+    )?;
+    let vxlan_tunnel_addr = optional_addr(
+        key,
+        "spec.ipv4VXLANTunnelAddr",
+        &n.spec.ipv4_vxlan_tunnel_addr,
+        "IPv4 address",
+    )?;
     let ipip = n
         .spec
         .bgp
         .as_ref()
         .map(|b| b.ipv4_ipip_tunnel_addr.as_str())
         .unwrap_or_default();
-    let ipip_tunnel_addr = if ipip.is_empty() {
-        None
-    } else {
-        Some(ipip.parse().map_err(|_| InputError::BadField {
-            key: key.to_string(),
-            kind: "Node",
-            field: "spec.bgp.ipv4IPIPTunnelAddr",
-            value: ipip.to_string(),
-            expected: "IPv4 address",
-        })?)
-    };
+    let ipip_tunnel_addr = optional_addr(key, "spec.bgp.ipv4IPIPTunnelAddr", ipip, "IPv4 address")?;
     let vxlan_mac = if n.spec.vxlan_tunnel_mac_addr.is_empty() {
         calico_api::naming::vxlan_tunnel_mac(name)
     } else {
@@ -354,31 +332,19 @@ fn node_fact(
         .as_ref()
         .map(|b| b.ipv6_address.as_str())
         .unwrap_or_default();
-    let (ip6, subnet6) = match parse_node_address_v6(addr6) {
-        Some((ip, net)) => (Some(ip), Some(net)),
-        None if addr6.is_empty() => (None, None),
-        None => {
-            return Err(InputError::BadField {
-                key: key.to_string(),
-                kind: "Node",
-                field: "spec.bgp.ipv6Address",
-                value: addr6.to_string(),
-                expected: "IPv6 CIDR",
-            });
-        }
-    };
-    let tunnel6 = &n.spec.ipv6_vxlan_tunnel_addr;
-    let vxlan_tunnel_addr6 = if tunnel6.is_empty() {
-        None
-    } else {
-        Some(tunnel6.parse().map_err(|_| InputError::BadField {
-            key: key.to_string(),
-            kind: "Node",
-            field: "spec.ipv6VXLANTunnelAddr",
-            value: tunnel6.clone(),
-            expected: "IPv6 address",
-        })?)
-    };
+    let (ip6, subnet6) = node_cidr(
+        key,
+        "spec.bgp.ipv6Address",
+        addr6,
+        parse_node_address_v6,
+        "IPv6 CIDR",
+    )?;
+    let vxlan_tunnel_addr6 = optional_addr(
+        key,
+        "spec.ipv6VXLANTunnelAddr",
+        &n.spec.ipv6_vxlan_tunnel_addr,
+        "IPv6 address",
+    )?;
     let vxlan_mac6 = if n.spec.vxlan_tunnel_mac_addr_v6.is_empty() {
         calico_api::naming::vxlan_v6_tunnel_mac(name)
     } else {
@@ -395,6 +361,46 @@ fn node_fact(
         vxlan_tunnel_addr6,
         vxlan_mac6,
     }))
+}
+
+/// A node's `address/prefix` field: both parts, or neither when the field is empty.
+fn node_cidr<A, N>(
+    key: &str,
+    field: &'static str,
+    value: &str,
+    parse: fn(&str) -> Option<(A, N)>,
+    expected: &'static str,
+) -> Result<(Option<A>, Option<N>), InputError> {
+    match parse(value) {
+        Some((ip, net)) => Ok((Some(ip), Some(net))),
+        None if value.is_empty() => Ok((None, None)),
+        None => Err(InputError::BadField {
+            key: key.to_string(),
+            kind: "Node",
+            field,
+            value: value.to_string(),
+            expected,
+        }),
+    }
+}
+
+/// An optional address field of a node: `None` when empty.
+fn optional_addr<T: std::str::FromStr>(
+    key: &str,
+    field: &'static str,
+    value: &str,
+    expected: &'static str,
+) -> Result<Option<T>, InputError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| InputError::BadField {
+        key: key.to_string(),
+        kind: "Node",
+        field,
+        value: value.to_string(),
+        expected,
+    })
 }
 
 /// The routing-relevant part of a block.
