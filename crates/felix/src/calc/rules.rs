@@ -72,43 +72,54 @@ impl CalcGraph {
     }
 
     pub(super) fn vxlan_device(&self) -> Option<VxlanDevice> {
-        if !self.vxlan_enabled() {
-            return None;
-        }
-        let me = self.local_node()?;
-        let c = self.config();
-        Some(VxlanDevice {
-            name: VXLAN_DEVICE.to_string(),
-            vni: c.vxlan_vni.unwrap_or(DEFAULT_VXLAN_VNI),
-            port: c.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
-            local_ip: IpAddr::V4(me.ip?),
-            tunnel_addr: IpAddr::V4(me.vxlan_tunnel_addr?),
-            mac: me.vxlan_mac.clone(),
-            mtu: c
-                .vxlan_mtu
-                .unwrap_or(self.local.host_mtu.saturating_sub(VXLAN_OVERHEAD)),
-            parent: self.local.uplink.clone(),
-        })
+        self.vxlan_device_of(false)
     }
 
-    /// `vxlan-v6.calico`: same VNI and port as the IPv4 device, the node's IPv6 address as
-    /// source, `vxlanMTUV6` or the host MTU less 70.
     pub(super) fn vxlan_v6_device(&self) -> Option<VxlanDevice> {
-        if !self.vxlan_v6_enabled() {
+        self.vxlan_device_of(true)
+    }
+
+    /// `vxlan.calico` or, for `v6`, `vxlan-v6.calico`: both share the VNI and port; each takes
+    /// the node's address and tunnel address of its family and `vxlanMTU`/`vxlanMTUV6` or the
+    /// host MTU less 50/70.
+    fn vxlan_device_of(&self, v6: bool) -> Option<VxlanDevice> {
+        let enabled = if v6 {
+            self.vxlan_v6_enabled()
+        } else {
+            self.vxlan_enabled()
+        };
+        if !enabled {
             return None;
         }
         let me = self.local_node()?;
         let c = self.config();
+        let (name, local_ip, tunnel_addr, mac, mtu, overhead) = if v6 {
+            (
+                VXLAN_V6_DEVICE,
+                IpAddr::V6(me.ip6?),
+                IpAddr::V6(me.vxlan_tunnel_addr6?),
+                &me.vxlan_mac6,
+                c.vxlan_mtu_v6,
+                VXLAN_V6_OVERHEAD,
+            )
+        } else {
+            (
+                VXLAN_DEVICE,
+                IpAddr::V4(me.ip?),
+                IpAddr::V4(me.vxlan_tunnel_addr?),
+                &me.vxlan_mac,
+                c.vxlan_mtu,
+                VXLAN_OVERHEAD,
+            )
+        };
         Some(VxlanDevice {
-            name: VXLAN_V6_DEVICE.to_string(),
+            name: name.to_string(),
             vni: c.vxlan_vni.unwrap_or(DEFAULT_VXLAN_VNI),
             port: c.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
-            local_ip: IpAddr::V6(me.ip6?),
-            tunnel_addr: IpAddr::V6(me.vxlan_tunnel_addr6?),
-            mac: me.vxlan_mac6.clone(),
-            mtu: c
-                .vxlan_mtu_v6
-                .unwrap_or(self.local.host_mtu.saturating_sub(VXLAN_V6_OVERHEAD)),
+            local_ip,
+            tunnel_addr,
+            mac: mac.clone(),
+            mtu: mtu.unwrap_or(self.local.host_mtu.saturating_sub(overhead)),
             parent: self.local.uplink.clone(),
         })
     }
@@ -287,15 +298,11 @@ impl CalcGraph {
             let Some(ip) = node.ip else {
                 return Target::None;
             };
-            let ip = IpAddr::V4(ip);
             if same_subnet(ipip)
-                && let Some(kind) = direct(ip)
+                && let Some(kind) = direct(IpAddr::V4(ip))
             {
                 return route(kind, FELIX_ROUTE_PROTO, false, true, source);
             }
-            let IpAddr::V4(ip) = ip else {
-                return Target::None;
-            };
             return route(
                 RouteKind::ViaIpip { gw: ip },
                 FELIX_ROUTE_PROTO,
@@ -320,11 +327,7 @@ impl CalcGraph {
         key: Option<&'a BTreeSet<String>>,
         v6: bool,
     ) -> Option<(&'a str, &'a NodeFact)> {
-        if v6 {
-            self.vxlan_v6_device()?;
-        } else {
-            self.vxlan_device()?;
-        }
+        self.vxlan_device_of(v6)?;
         key?.iter()
             .filter(|n| **n != self.local.node_name)
             .filter_map(|n| self.nodes.get(n).map(|f| (n.as_str(), f)))
