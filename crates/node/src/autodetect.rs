@@ -149,7 +149,8 @@ pub fn family_vars(family: Family) -> (&'static str, &'static str, &'static str)
     }
 }
 
-fn family_of(ip: IpAddr) -> Family {
+/// The family of `ip`.
+pub fn family_of(ip: IpAddr) -> Family {
     match ip {
         IpAddr::V4(_) => Family::V4,
         IpAddr::V6(_) => Family::V6,

@@ -11,7 +11,7 @@ use calico_api::resources::{AsNumber, EncapMode};
 use calico_datastore::DatastoreConfig;
 use ipnet::IpNet;
 
-use crate::autodetect::{Family, Method, family_vars};
+use crate::autodetect::{Family, Method, family_of, family_vars};
 use crate::pools::DefaultPools;
 
 #[derive(Debug, thiserror::Error)]
@@ -167,10 +167,7 @@ pub fn parse_ip(family: Family, v: &str) -> Result<IpSetting, ConfigError> {
     let addr: IpAddr = a
         .parse()
         .ok()
-        .filter(|ip: &IpAddr| match family {
-            Family::V4 => ip.is_ipv4(),
-            Family::V6 => ip.is_ipv6(),
-        })
+        .filter(|ip: &IpAddr| family_of(*ip) == family)
         .ok_or_else(|| bad(format!("expected autodetect, none, {example}")))?;
     let prefix = match p {
         None => None,

@@ -21,7 +21,7 @@ use calico_api::{Kind, Resource};
 use calico_datastore::resources::{ResourceStore, StoreError};
 use ipnet::{IpNet, Ipv6Net};
 
-use crate::autodetect::Family;
+use crate::autodetect::{self, Family};
 use crate::config::{ConfigError, parse_bool, parse_encap};
 use crate::startup::StartupError;
 
@@ -345,10 +345,10 @@ pub async fn ensure_default_pools(
     let existing = store.list(Kind::IPPool, None).await?;
     let has = |family: Family| {
         existing.iter().any(|r| match r {
-            Resource::IPPool(p) => matches!(
-                (p.spec.network(), family),
-                (Some(IpNet::V4(_)), Family::V4) | (Some(IpNet::V6(_)), Family::V6)
-            ),
+            Resource::IPPool(p) => p
+                .spec
+                .network()
+                .is_some_and(|n| autodetect::family_of(n.addr()) == family),
             _ => false,
         })
     };

@@ -138,12 +138,9 @@ pub fn choose_address(
         (net, iface)
     };
     let (setting, method) = cfg.family(family);
-    let stored = stored.and_then(|s| s.parse::<IpNet>().ok()).filter(|n| {
-        matches!(
-            (n, family),
-            (IpNet::V4(_), Family::V4) | (IpNet::V6(_), Family::V6)
-        )
-    });
+    let stored = stored
+        .and_then(|s| s.parse::<IpNet>().ok())
+        .filter(|n| autodetect::family_of(n.addr()) == family);
     match setting {
         IpSetting::None => Ok(None),
         IpSetting::Fixed { addr, prefix } => {
@@ -307,21 +304,9 @@ pub async fn run(
         Err(StartupError::Store(StoreError::NotFound { .. })) => NodeBGPSpec::default(),
         Err(e) => return Err(e),
     };
-    let nonempty = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
-    let chosen = choose_address(
-        cfg,
-        Family::V4,
-        ifaces,
-        nonempty(&stored.ipv4_address).as_deref(),
-        &reach,
-    )?;
-    let chosen6 = choose_address(
-        cfg,
-        Family::V6,
-        ifaces,
-        nonempty(&stored.ipv6_address).as_deref(),
-        &reach,
-    )?;
+    // An empty stored address does not parse, so it counts as none.
+    let chosen = choose_address(cfg, Family::V4, ifaces, Some(&stored.ipv4_address), &reach)?;
+    let chosen6 = choose_address(cfg, Family::V6, ifaces, Some(&stored.ipv6_address), &reach)?;
     let cidr = chosen.as_ref().map(|c| c.0);
     let cidr6 = chosen6.as_ref().map(|c| c.0);
     let uplink = chosen.and_then(|c| c.1).or(chosen6.and_then(|c| c.1));
