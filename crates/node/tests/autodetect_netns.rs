@@ -173,40 +173,20 @@ fn every_ipv6_method_on_the_same_node() -> Result<()> {
     assert!(eth1.iter().any(|a| a == "2001:db8:50::3/64"), "{eth1:?}");
     assert!(eth1.iter().any(|a| a.starts_with("fe80:")), "{eth1:?}");
 
-    assert_eq!(run6(&ns, &ifaces, "first-found")?, "eth1 2001:db8:50::3/64");
-    assert_eq!(
-        run6(&ns, &ifaces, "interface=eth0")?,
-        "eth0 2001:db8:10::2/64"
-    );
-    assert_eq!(
-        run6(&ns, &ifaces, "interface=docker0")?,
-        "docker0 fd00:17::1/64"
-    );
-    assert_eq!(
-        run6(&ns, &ifaces, "skip-interface=eth1")?,
-        "ens7 fd00:20::5/64"
-    );
-    assert_eq!(
-        run6(&ns, &ifaces, "skip-interface=ens7,eth1")?,
-        "eth0 2001:db8:10::2/64"
-    );
-    // cidr= has no default exclusions: dummy0 comes before eth1 in the reverse walk.
-    assert_eq!(
-        run6(&ns, &ifaces, "cidr=2001:db8::/32")?,
-        "dummy0 2001:db8:99::1/64"
-    );
-    assert_eq!(
-        run6(&ns, &ifaces, "cidr=2001:db8:50::/48")?,
-        "eth1 2001:db8:50::3/64"
-    );
-    assert_eq!(
-        run6(&ns, &ifaces, "can-reach=2001:4860:4860::8888")?,
-        "eth0 2001:db8:10::2/64"
-    );
-    assert_eq!(
-        run6(&ns, &ifaces, "can-reach=2001:db8:50::77")?,
-        "eth1 2001:db8:50::3/64"
-    );
+    for (method, want) in [
+        ("first-found", "eth1 2001:db8:50::3/64"),
+        ("interface=eth0", "eth0 2001:db8:10::2/64"),
+        ("interface=docker0", "docker0 fd00:17::1/64"),
+        ("skip-interface=eth1", "ens7 fd00:20::5/64"),
+        ("skip-interface=ens7,eth1", "eth0 2001:db8:10::2/64"),
+        // cidr= has no default exclusions: dummy0 comes before eth1 in the reverse walk.
+        ("cidr=2001:db8::/32", "dummy0 2001:db8:99::1/64"),
+        ("cidr=2001:db8:50::/48", "eth1 2001:db8:50::3/64"),
+        ("can-reach=2001:4860:4860::8888", "eth0 2001:db8:10::2/64"),
+        ("can-reach=2001:db8:50::77", "eth1 2001:db8:50::3/64"),
+    ] {
+        assert_eq!(run6(&ns, &ifaces, method)?, want, "{method}");
+    }
     // lo has only ::1; eth9 is down.
     for (method, why) in [
         ("interface=^lo$", "no global unicast IPv6"),
