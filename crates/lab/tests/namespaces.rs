@@ -67,9 +67,7 @@ fn up_check_and_down_of_a_four_node_two_subnet_lab() {
     // Inside a node: eth1 with its address, default route via the gateway, forwarding on.
     let addr = lab.addr4("worker3", "eth1");
     assert!(addr.contains("10.10.20.10/24"), "{addr}");
-    let link = lab.ok(&[
-        "exec", "worker3", "--", "ip", "-o", "link", "show", "dev", "eth1",
-    ]);
+    let link = lab.link("worker3", "eth1");
     assert!(
         link.contains("mtu 9000"),
         "subnet MTU reaches the node: {link}"
